@@ -1,0 +1,94 @@
+"""Alembic environment of orb-learning: async, through asyncpg.
+
+The database URL comes from ``-x dsn=...``, else ``ORB_LEARNING_DATABASE_URL``, else a
+connection handed over by :mod:`orb_learning.migrations` (``config.attributes["connection"]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from alembic import context
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from orb_learning.config import sqlalchemy_url
+from orb_learning.schema import metadata
+
+config = context.config
+target_metadata = metadata
+
+
+def _database_url() -> str:
+    url = (
+        context.get_x_argument(as_dictionary=True).get("dsn")
+        or config.attributes.get("dsn")
+        or os.environ.get("ORB_LEARNING_DATABASE_URL")
+    )
+    if not url:
+        raise SystemExit(
+            "orb-learning: no database given. Set ORB_LEARNING_DATABASE_URL=postgresql://... "
+            "or pass `alembic -x dsn=postgresql://... upgrade head`."
+        )
+    return sqlalchemy_url(url)
+
+
+def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    # Only the tables of our metadata are Alembic's to compare; the materialized views and
+    # anything else living in the same database are not.
+    if type_ == "table" and reflected and compare_to is None:
+        return False
+    return True
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        compare_server_default=True,
+        include_object=_include_object,
+        transaction_per_migration=True,
+    )
+
+
+def _run_sync(connection: Connection) -> None:
+    _configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    engine = create_async_engine(_database_url())
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run_sync)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=_database_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run_sync(connection)
+    else:
+        asyncio.run(_run_async())
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

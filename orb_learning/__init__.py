@@ -1,0 +1,50 @@
+"""orb-learning: a learning-analytics store for AI coding-agent orchestrators, on
+PostgreSQL + pgvector.
+
+Importing the package is light: the embedding model (torch, sentence-transformers) loads
+on first use or in ``LearningDatabase.initialize()``.
+"""
+
+from __future__ import annotations
+
+from .database import LearningDatabase
+from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
+from .errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    EmbeddedServerUnavailable,
+    EmbeddingModelError,
+    IntegrityError,
+    InvalidRecordError,
+    NotInitializedError,
+    OrbLearningError,
+    SchemaNotReadyError,
+    UnknownExecutionError,
+)
+from .models import ErrorType, ExecutionRecord, FeedbackRecord, QualityPolicy, SolutionRecord
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "AsyncEmbeddingService",
+    "ConfigurationError",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "EmbeddedServerUnavailable",
+    "Embedder",
+    "EmbeddingModelError",
+    "ErrorType",
+    "ExecutionRecord",
+    "FeedbackRecord",
+    "IntegrityError",
+    "InvalidRecordError",
+    "LearningDatabase",
+    "NotInitializedError",
+    "OrbLearningError",
+    "QualityPolicy",
+    "SchemaNotReadyError",
+    "SolutionRecord",
+    "UnknownExecutionError",
+    "__version__",
+]

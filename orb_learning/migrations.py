@@ -1,0 +1,77 @@
+"""Alembic, driven from Python: find the scripts, read the revision, upgrade.
+
+Deploys run ``alembic upgrade head``; the embedded server (and callers who opt in with
+``migrate_on_start``) are migrated from here, through Alembic's own API.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import sqlalchemy_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+
+@cache
+def script_location() -> Path:
+    """The migration scripts: inside the installed wheel, else the source checkout's."""
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "_alembic", package_dir.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError("orb-learning's Alembic scripts are missing from the installation")
+
+
+def alembic_config(dsn: str | None = None) -> Config:
+    """An Alembic Config for the packaged scripts, optionally bound to ``dsn``."""
+    from alembic.config import Config
+
+    ini = script_location().parent / "alembic.ini"
+    config = Config(str(ini)) if ini.is_file() else Config()
+    config.set_main_option("script_location", str(script_location()))
+    if dsn is not None:
+        config.attributes["dsn"] = dsn
+    return config
+
+
+@cache
+def head_revision() -> str:
+    """The revision this version of the library needs the database to be at."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"orb-learning migrations have {len(heads)} heads: {heads}")
+    return heads[0]
+
+
+async def upgrade(dsn: str, revision: str = "head") -> None:
+    """``alembic upgrade <revision>`` on ``dsn``, from inside a running event loop."""
+    await _run(dsn, "upgrade", revision)
+
+
+async def downgrade(dsn: str, revision: str) -> None:
+    """``alembic downgrade <revision>`` on ``dsn``."""
+    await _run(dsn, "downgrade", revision)
+
+
+async def _run(dsn: str, action: str, revision: str) -> None:
+    from alembic import command
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(sqlalchemy_url(dsn))
+    try:
+        async with engine.begin() as connection:
+            config = alembic_config(dsn)
+
+            def run(sync_connection: object) -> None:
+                config.attributes["connection"] = sync_connection
+                getattr(command, action)(config, revision)
+
+            await connection.run_sync(run)
+    finally:
+        await engine.dispose()

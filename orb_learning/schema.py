@@ -1,0 +1,164 @@
+"""The schema's single source of truth: SQLAlchemy Core metadata.
+
+Alembic autogenerates against this metadata and ``alembic check`` compares it with the
+database. The materialized views are not tables, so their SQL lives in
+:mod:`orb_learning.views`, versioned, and the migrations create them from there.
+"""
+
+from __future__ import annotations
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from .config import EMBEDDING_DIMENSION
+
+
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+"""pgvector's defaults: at 16/64 a 384-d index builds in seconds per 100K rows and, with
+iterative scans and the per-query ef_search of :mod:`orb_learning.search`, meets the recall
+bar; larger values cost build time and insert latency for little recall on this data."""
+
+NAMING_CONVENTION = {
+    "ix": "idx_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("task_id", Uuid, primary_key=True, comment="Task identifier (UUID), the upsert key"),
+    Column(
+        "timestamp",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="When the task ran (timestamptz, UTC in the API)",
+    ),
+    Column("task_type", Text, nullable=False, comment="Kind of task: refactor, test, review..."),
+    Column("task_description", Text, nullable=False, comment="The task in natural language"),
+    Column("repo", Text, nullable=False, comment="Repository: the isolation key of learning"),
+    Column("file_count", Integer, nullable=False, server_default="0", comment="Files touched"),
+    Column(
+        "estimated_tokens",
+        Integer,
+        nullable=False,
+        server_default="0",
+        comment="Tokens the router expected the task to take",
+    ),
+    Column("model_tier", Text, nullable=False, comment="Model tier the router chose"),
+    Column("pool_type", Text, nullable=False, comment="Worker pool that ran the task"),
+    Column("swarm_topology", Text, comment="Swarm topology (star, mesh...), NULL when none"),
+    Column(
+        "routing_confidence",
+        Double,
+        nullable=False,
+        comment="Router confidence in its decision, 0.0-1.0",
+    ),
+    Column(
+        "complexity_score",
+        Integer,
+        nullable=False,
+        server_default="50",
+        comment="Router's complexity estimate, 0-100",
+    ),
+    Column("success", Boolean, nullable=False, comment="Whether the task succeeded"),
+    Column("duration_seconds", Double, nullable=False, comment="Wall-clock duration, seconds"),
+    Column("quality_score", Integer, comment="Quality-gate score 0-100, NULL when not measured"),
+    Column("cost_estimate", Double, nullable=False, comment="Cost the router predicted, USD"),
+    Column("actual_cost", Double, nullable=False, comment="Cost actually incurred, USD"),
+    Column("error_type", Text, comment="timeout, quality_gate, crash, validation, unknown..."),
+    Column("error_message", Text, comment="Error text, NULL on success"),
+    Column("user_accepted", Boolean, comment="Whether the user accepted the result (feedback)"),
+    Column("user_rating", Integer, comment="User rating 1-5 (latest feedback)"),
+    Column("peak_memory_mb", Double, comment="Peak memory of the worker, MB"),
+    Column("cpu_time_seconds", Double, comment="CPU time of the worker, seconds"),
+    Column("solution_summary", Text, comment="Short summary of the solution: the pattern key"),
+    Column(
+        "embedding",
+        VECTOR(EMBEDDING_DIMENSION),
+        comment="all-MiniLM-L6-v2 embedding of task_description (unit length, cosine)",
+    ),
+    Column(
+        "metadata",
+        JSONB,
+        nullable=False,
+        server_default=text("'{}'::jsonb"),
+        comment="Free-form JSON from the producer",
+    ),
+    Column(
+        "uploaded_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.now(),
+        comment="When the row was last written",
+    ),
+    CheckConstraint("routing_confidence BETWEEN 0 AND 1", name="routing_confidence_range"),
+    CheckConstraint("complexity_score BETWEEN 0 AND 100", name="complexity_score_range"),
+    CheckConstraint("quality_score BETWEEN 0 AND 100", name="quality_score_range"),
+    CheckConstraint("user_rating BETWEEN 1 AND 5", name="user_rating_range"),
+    CheckConstraint("file_count >= 0", name="file_count_nonnegative"),
+    CheckConstraint("estimated_tokens >= 0", name="estimated_tokens_nonnegative"),
+    CheckConstraint("duration_seconds >= 0", name="duration_nonnegative"),
+    CheckConstraint("cost_estimate >= 0 AND actual_cost >= 0", name="costs_nonnegative"),
+    CheckConstraint("peak_memory_mb >= 0", name="peak_memory_nonnegative"),
+    CheckConstraint("cpu_time_seconds >= 0", name="cpu_time_nonnegative"),
+    comment=(
+        "One row per task execution routed by the orchestrator: what the task was, which "
+        "tier and pool ran it, and how it went. Written by orb-learning (upsert by task_id)."
+    ),
+)
+
+Index(
+    "idx_executions_repo_task",
+    executions.c.repo,
+    executions.c.task_type,
+    executions.c.timestamp.desc(),
+)
+Index(
+    "idx_executions_tier_success",
+    executions.c.model_tier,
+    executions.c.success,
+    executions.c.timestamp.desc(),
+)
+Index(
+    "idx_executions_pool_duration",
+    executions.c.pool_type,
+    executions.c.success,
+    executions.c.duration_seconds,
+)
+Index(
+    "idx_executions_quality_trend",
+    executions.c.repo,
+    executions.c.quality_score,
+    executions.c.timestamp.desc(),
+)
+Index("idx_executions_timestamp", executions.c.timestamp)
+Index(
+    "idx_executions_embedding_hnsw",
+    executions.c.embedding,
+    postgresql_using="hnsw",
+    postgresql_with={"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
+    postgresql_ops={"embedding": "vector_cosine_ops"},
+)
+

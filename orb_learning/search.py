@@ -1,0 +1,142 @@
+"""Semantic search: the executions nearest a query embedding, by cosine similarity.
+
+Two paths, chosen per query from the planner's row estimate for the repo and time filters:
+
+* **exact**: when few rows pass the filters (a rare repo, a short window, a small table),
+  they are read through the btree indexes and every one is compared: perfect recall, and
+  faster than walking the graph for a needle.
+* **HNSW**: otherwise, ``ORDER BY embedding <=> $q LIMIT k`` on the HNSW index with
+  pgvector 0.8's iterative scan (``relaxed_order``), so that filtered rows keep coming until
+  ``k`` are found. The threshold is applied *outside* that scan (a MATERIALIZED CTE): a
+  query whose answer is empty stops after ``k`` candidates instead of scanning on.
+
+Every statement runs with ``plan_cache_mode = force_custom_plan``: a generic plan of a
+prepared statement once picked HNSW without iterative scan for a rare repo and returned
+0.1 rows of 10.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .store import RECORD_COLUMNS
+
+if TYPE_CHECKING:
+    import asyncpg
+    import numpy as np
+
+_SELECT = ", ".join(f'"{c}"' for c in RECORD_COLUMNS)
+_PREFIXED = ", ".join(f'n."{c}"' for c in RECORD_COLUMNS)
+
+# Filter fragments with named placeholders; :func:`_compile` numbers them. Values are
+# always bind parameters, never formatted into the SQL.
+_WINDOW = '"timestamp" >= now() - make_interval(days => :days_back)'
+_FILTERS = {
+    (False, False): "embedding IS NOT NULL",
+    (True, False): f"embedding IS NOT NULL AND {_WINDOW}",
+    (False, True): "embedding IS NOT NULL AND repo = :repo",
+    (True, True): f"embedding IS NOT NULL AND {_WINDOW} AND repo = :repo",
+}
+_PLACEHOLDER = re.compile(r"(?<!:):([a-z_]+)\b")
+
+
+@dataclass(frozen=True)
+class SearchTuning:
+    """Knobs of the HNSW path and of the choice between the two paths."""
+
+    ef_search: int = 100
+    max_scan_tuples: int = 20_000
+    exact_search_max_rows: int = 10_000
+
+
+def _exact_sql(filters: str) -> str:
+    return (
+        f"SELECT {_SELECT}, 1 - (embedding <=> :query) AS similarity FROM executions "
+        f"WHERE {filters} AND 1 - (embedding <=> :query) >= :threshold "
+        "ORDER BY similarity DESC, task_id LIMIT :limit"
+    )
+
+
+def _hnsw_sql(filters: str) -> str:
+    return (
+        "WITH nearest AS MATERIALIZED ("
+        f"SELECT {_SELECT}, embedding <=> :query AS distance FROM executions "
+        f"WHERE {filters} ORDER BY embedding <=> :query LIMIT :limit) "
+        f"SELECT {_PREFIXED}, 1 - n.distance AS similarity FROM nearest n "
+        "WHERE 1 - n.distance >= :threshold ORDER BY n.distance, n.task_id"
+    )
+
+
+def _count_sql(filters: str) -> str:
+    return f"EXPLAIN (FORMAT JSON) SELECT 1 FROM executions WHERE {filters}"
+
+
+async def find_similar(
+    connection: asyncpg.Connection,
+    query: np.ndarray,
+    *,
+    repo: str | None,
+    limit: int,
+    days_back: int | None,
+    threshold: float,
+    tuning: SearchTuning,
+) -> list[dict[str, Any]]:
+    """Rows with similarity >= threshold, most similar first, at most ``limit``."""
+    filters = _FILTERS[(days_back is not None, repo is not None)]
+    values = {
+        "query": query,
+        "days_back": days_back,
+        "repo": repo,
+        "threshold": threshold,
+        "limit": limit,
+    }
+    async with connection.transaction(readonly=True):
+        await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        estimate = await _estimate_rows(connection, filters, days_back, repo)
+        if estimate <= tuning.exact_search_max_rows:
+            sql = _exact_sql(filters)
+        else:
+            await _configure_hnsw(connection, tuning, limit)
+            sql = _hnsw_sql(filters)
+        rows = await connection.fetch(*_compile(sql, values))
+    return [dict(row) for row in rows]
+
+
+async def _estimate_rows(
+    connection: asyncpg.Connection, filters: str, days_back: int | None, repo: str | None
+) -> float:
+    """The planner's estimate of the rows passing the filters (statistics, no scan)."""
+    values = {"days_back": days_back, "repo": repo}
+    plan = await connection.fetchval(*_compile(_count_sql(filters), values))
+    parsed = json.loads(plan) if isinstance(plan, str) else plan
+    return float(parsed[0]["Plan"]["Plan Rows"])
+
+
+async def _configure_hnsw(connection: asyncpg.Connection, tuning: SearchTuning, limit: int) -> None:
+    # SET takes no bind parameters; set_config(..., is_local => true) does.
+    ef_search = max(tuning.ef_search, min(limit, 1000))
+    await connection.execute(
+        "SELECT set_config('hnsw.ef_search', $1, true), "
+        "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+        "set_config('hnsw.max_scan_tuples', $2, true)",
+        str(ef_search),
+        str(tuning.max_scan_tuples),
+    )
+
+
+def _compile(template: str, values: dict[str, Any]) -> tuple[Any, ...]:
+    """Number the ``:name`` placeholders of ``template`` as $1, $2...; return the SQL and
+    the values in that order (PostgreSQL rejects parameters a statement does not use)."""
+    order: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in order:
+            order.append(name)
+        return f"${order.index(name) + 1}"
+
+    sql = _PLACEHOLDER.sub(number, template)
+    return (sql, *(values[name] for name in order))

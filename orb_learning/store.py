@@ -1,0 +1,100 @@
+"""Writing executions: one upsert per record, or binary COPY into a staging table + one upsert.
+
+Writes are idempotent by ``task_id``: storing a record again updates its row (later data
+wins), so retries and replays never duplicate. A batch is one transaction: it lands whole
+or not at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .config import EMBEDDING_DIMENSION
+from .models import ExecutionRecord
+
+if TYPE_CHECKING:
+    import asyncpg
+    import numpy as np
+
+RECORD_COLUMNS: tuple[str, ...] = tuple(ExecutionRecord.model_fields)
+"""The record's columns (every field is one): what writes send and reads return."""
+WRITE_COLUMNS: tuple[str, ...] = (*RECORD_COLUMNS, "embedding")
+_COLUMN_LIST = ", ".join(f'"{c}"' for c in WRITE_COLUMNS)
+_UPDATE_LIST = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in WRITE_COLUMNS if c != "task_id")
+_UPSERT_TAIL = f"ON CONFLICT (task_id) DO UPDATE SET {_UPDATE_LIST}, uploaded_at = now()"
+
+UPSERT_ONE = (
+    f"INSERT INTO executions ({_COLUMN_LIST}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(WRITE_COLUMNS) + 1))}) {_UPSERT_TAIL}"
+)
+STAGING_TABLE = "executions_staging"
+CREATE_STAGING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} "
+    "(LIKE executions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+UPSERT_FROM_STAGING = (
+    f"INSERT INTO executions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGING_TABLE} "
+    f"{_UPSERT_TAIL}"
+)
+
+
+def row_of(record: ExecutionRecord, embedding: np.ndarray | None) -> tuple[Any, ...]:
+    """The record's values in :data:`WRITE_COLUMNS` order, as asyncpg encodes them."""
+    values = [getattr(record, column) for column in RECORD_COLUMNS]
+    error_index = RECORD_COLUMNS.index("error_type")
+    if values[error_index] is not None:
+        values[error_index] = values[error_index].value
+    return (*values, embedding)
+
+
+def check_embedding(vector: np.ndarray, task_id: object) -> np.ndarray:
+    """Refuse an embedding that the vector column would reject or that would poison search."""
+    import numpy as np
+
+    array = np.asarray(vector, dtype=np.float32)
+    if array.shape != (EMBEDDING_DIMENSION,):
+        raise ValueError(
+            f"embedding of task {task_id} has shape {array.shape}, "
+            f"expected ({EMBEDDING_DIMENSION},)"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"embedding of task {task_id} contains NaN or infinite values")
+    if math.isclose(float(np.dot(array, array)), 0.0, abs_tol=1e-12):
+        raise ValueError(f"embedding of task {task_id} is the zero vector (no cosine direction)")
+    return array
+
+
+def latest_per_task(
+    records: Sequence[ExecutionRecord], embeddings: Sequence[np.ndarray]
+) -> list[tuple[ExecutionRecord, np.ndarray]]:
+    """Keep one entry per task_id, the later one, in first-seen order: an upsert of the
+    same key twice in one statement would fail, and later data wins."""
+    latest: dict[object, tuple[ExecutionRecord, np.ndarray]] = {}
+    for record, embedding in zip(records, embeddings, strict=True):
+        latest[record.task_id] = (record, embedding)
+    return list(latest.values())
+
+
+async def upsert_one(
+    connection: asyncpg.Connection, record: ExecutionRecord, embedding: np.ndarray
+) -> None:
+    await connection.execute(UPSERT_ONE, *row_of(record, embedding))
+
+
+async def upsert_many(
+    connection: asyncpg.Connection, pairs: Sequence[tuple[ExecutionRecord, np.ndarray]]
+) -> int:
+    """Binary COPY into a session-local staging table, then one INSERT ... ON CONFLICT."""
+    if not pairs:
+        return 0
+    async with connection.transaction():
+        await connection.execute(CREATE_STAGING)
+        await connection.copy_records_to_table(
+            STAGING_TABLE,
+            records=[row_of(record, embedding) for record, embedding in pairs],
+            columns=list(WRITE_COLUMNS),
+        )
+        await connection.execute(UPSERT_FROM_STAGING)
+    return len(pairs)
