@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 
-from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from alembic import context
 from orb_learning.config import sqlalchemy_url
 from orb_learning.schema import metadata
 
@@ -34,12 +34,12 @@ def _database_url() -> str:
     return sqlalchemy_url(url)
 
 
-def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     # Only the tables of our metadata are Alembic's to compare; the materialized views and
     # anything else living in the same database are not.
-    if type_ == "table" and reflected and compare_to is None:
-        return False
-    return True
+    return not (type_ == "table" and reflected and compare_to is None)
 
 
 def _configure(connection: Connection) -> None:

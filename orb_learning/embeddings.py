@@ -140,7 +140,10 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        """Size of the vectors; loads the model, since only the model knows it."""
+        """Size of the vectors; loads the model, since only the model knows it.
+
+        (On Python 3.11, ``isinstance(x, Embedder)`` reads this property, so it loads too.)
+        """
         self.load()
         return self._dimension
 

@@ -68,7 +68,9 @@ def translate(exc: BaseException) -> OrbLearningError:
     if isinstance(exc, OSError | ConnectionError) or (
         sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_CLASSES)
     ):
-        result = DatabaseUnavailableError(f"PostgreSQL is unavailable: {message}", sqlstate=sqlstate)
+        result = DatabaseUnavailableError(
+            f"PostgreSQL is unavailable: {message}", sqlstate=sqlstate
+        )
     elif sqlstate is not None and sqlstate.startswith("23"):
         result = IntegrityError(message, sqlstate=sqlstate)
     else:

@@ -60,8 +60,9 @@ async def downgrade(dsn: str, revision: str) -> None:
 
 
 async def _run(dsn: str, action: str, revision: str) -> None:
-    from alembic import command
     from sqlalchemy.ext.asyncio import create_async_engine
+
+    from alembic import command
 
     engine = create_async_engine(sqlalchemy_url(dsn))
     try:

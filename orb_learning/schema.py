@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -27,7 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from .config import EMBEDDING_DIMENSION
-
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
@@ -161,4 +159,3 @@ Index(
     postgresql_with={"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
     postgresql_ops={"embedding": "vector_cosine_ops"},
 )
-

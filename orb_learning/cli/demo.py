@@ -1,0 +1,91 @@
+"""``orb-learning demo``: the whole store in one run, on the embedded server by default."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .. import sample
+from ..database import LearningDatabase
+from .tables import render
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def run_demo(args: argparse.Namespace) -> None:
+    if args.rows < 1:
+        raise SystemExit("orb-learning demo: --rows must be at least 1")
+    started = time.perf_counter()
+    database = LearningDatabase(args.dsn, database_path=args.data_dir, migrate_on_start=True)
+    _say("Starting PostgreSQL + pgvector and loading the embedding model...")
+    async with database as db:
+        _say(f"Connected to {db.dsn}")
+        records = sample.generate(args.rows)
+        written = 0
+        for start in range(0, len(records), 100):
+            written += await db.store_executions(records[start : start + 100])
+            _progress(written, len(records))
+        await db.refresh_views()
+        _say(f"\nStored {written} executions and refreshed the views.\n")
+
+        similar = await db.find_similar_executions(args.query, limit=5, days_back=365)
+        _say(f'Executions similar to "{args.query}" (last 365 days, similarity >= 0.7):')
+        _say(
+            render(
+                similar,
+                [
+                    "similarity",
+                    "task_type",
+                    "repo",
+                    "model_tier",
+                    "success",
+                    "task_description",
+                    "solution_summary",
+                ],
+            )
+        )
+
+        _say("\nModel tier performance, last 30 days:")
+        _say(
+            render(
+                await db.get_tier_performance(days_back=30),
+                [
+                    "model_tier",
+                    "task_type",
+                    "total_executions",
+                    "success_rate",
+                    "avg_duration",
+                    "avg_cost",
+                    "avg_quality",
+                ],
+            )
+        )
+
+        _say("\nPool performance, last 7 days:")
+        _say(
+            render(
+                await db.get_pool_performance(days_back=7),
+                ["pool_type", "total_tasks", "success_rate", "avg_duration", "avg_cost"],
+            )
+        )
+
+        _say("\nTop solution patterns (used at least 5 times):")
+        _say(
+            render(
+                await db.get_solution_patterns(min_usage=5, limit=8),
+                ["solution_summary", "usage_count", "success_rate", "avg_quality", "task_types"],
+            )
+        )
+    _say(f"\nDone in {time.perf_counter() - started:.1f} s.")
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total
+    sys.stdout.write(
+        f"\rStoring executions [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+    )
+    sys.stdout.flush()
