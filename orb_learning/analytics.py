@@ -2,9 +2,11 @@
 
 Windows are made of whole UTC buckets: ``days_back=30`` covers the tier view's days from
 the start of the UTC day 30 days ago up to now, and the pool view's hours from the start of
-the UTC hour ``days_back`` days ago. Averages and rates are recomputed from the views'
-additive parts (sums and counts), so a window's answer equals the same aggregate on the
-base rows of that window. The views are as fresh as their last refresh.
+the UTC hour ``days_back`` days ago. A day is 24 hours whatever the session's TimeZone
+(``now() - make_interval(hours => 24 * days)``: calendar-day arithmetic would shift the
+window by an hour across a daylight-saving change). Averages and rates are recomputed
+from the views' additive parts (sums and counts), so a window's answer equals the same
+aggregate on the base rows of that window. The views are as fresh as their last refresh.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ SELECT model_tier,
        sum(sum_cost) / sum(total_executions) AS avg_cost,
        sum(sum_quality)::double precision / nullif(sum(quality_count), 0) AS avg_quality
 FROM tier_performance_mv
-WHERE date >= date_trunc('day', now() - make_interval(days => $1), 'UTC')
+WHERE date >= date_trunc('day', now() - make_interval(hours => 24 * $1), 'UTC')
   AND ($2::text IS NULL OR repo = $2::text)
 GROUP BY model_tier, task_type
 ORDER BY model_tier, task_type"""
@@ -39,7 +41,7 @@ SELECT pool_type,
        sum(sum_duration) / sum(total_tasks) AS avg_duration,
        sum(sum_cost) / sum(total_tasks) AS avg_cost
 FROM pool_performance_mv
-WHERE hour >= date_trunc('hour', now() - make_interval(days => $1), 'UTC')
+WHERE hour >= date_trunc('hour', now() - make_interval(hours => 24 * $1), 'UTC')
   AND ($2::text IS NULL OR repo = $2::text)
 GROUP BY pool_type
 ORDER BY pool_type"""

@@ -5,17 +5,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
+MAX_DAYS_BACK = 1_000_000
+"""About 2,700 years: further back than that leaves PostgreSQL's timestamp range."""
 
-def integer(name: str, value: Any, *, minimum: int, allow_none: bool = False) -> int | None:
-    """An int (not a bool) >= ``minimum``; ``None`` only when allowed."""
+
+def integer(
+    name: str, value: Any, *, minimum: int, maximum: int = 2**31 - 1, allow_none: bool = False
+) -> int | None:
+    """An int (not a bool) in [minimum, maximum]; ``None`` only when allowed."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if value > 2**31 - 1:
-        raise ValueError(f"{name} must be at most {2**31 - 1}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 logger = logging.getLogger("orb_learning")
+MAX_DAYS = arguments.MAX_DAYS_BACK
 
 RecordInput = ExecutionRecord | Mapping[str, Any]
 
@@ -56,7 +57,7 @@ class LearningDatabase:
         *,
         database_path: str | os.PathLike[str] | None = None,
         embedding_model: str | None = None,
-        pool_size: int = 4,
+        pool_size: int | None = None,
         embedder: Embedder | None = None,
         **settings: Any,
     ) -> None:
@@ -64,7 +65,7 @@ class LearningDatabase:
             dsn,
             database_path=database_path,
             embedding_model=embedding_model,
-            pool_size=pool_size,
+            **({} if pool_size is None else {"pool_size": pool_size}),
             **settings,
         )
         self._embedder = embedder
@@ -231,7 +232,7 @@ class LearningDatabase:
         arguments.text("task_description", task_description)
         arguments.text("repo", repo, allow_none=True)
         arguments.integer("limit", limit, minimum=1)
-        arguments.integer("days_back", days_back, minimum=0, allow_none=True)
+        arguments.integer("days_back", days_back, minimum=0, maximum=MAX_DAYS, allow_none=True)
         minimum = arguments.threshold(threshold)
         query = await self._embedding_service().embed_query(task_description)
         async with self._connection() as connection:
@@ -250,7 +251,7 @@ class LearningDatabase:
     ) -> list[dict[str, Any]]:
         """Per model tier and task type over the last ``days_back`` UTC days."""
         arguments.text("repo", repo, allow_none=True)
-        arguments.integer("days_back", days_back, minimum=0)
+        arguments.integer("days_back", days_back, minimum=0, maximum=MAX_DAYS)
         async with self._connection() as connection:
             return await analytics.tier_performance(connection, repo=repo, days_back=days_back)
 
@@ -259,7 +260,7 @@ class LearningDatabase:
     ) -> list[dict[str, Any]]:
         """Per worker pool over the last ``days_back`` days (whole UTC hours)."""
         arguments.text("repo", repo, allow_none=True)
-        arguments.integer("days_back", days_back, minimum=0)
+        arguments.integer("days_back", days_back, minimum=0, maximum=MAX_DAYS)
         async with self._connection() as connection:
             return await analytics.pool_performance(connection, repo=repo, days_back=days_back)
 

@@ -32,7 +32,7 @@ def alembic_config(dsn: str | None = None) -> Config:
 
     ini = script_location().parent / "alembic.ini"
     config = Config(str(ini)) if ini.is_file() else Config()
-    config.set_main_option("script_location", str(script_location()))
+    config.set_main_option("script_location", str(script_location()).replace("%", "%%"))
     if dsn is not None:
         config.attributes["dsn"] = dsn
     return config

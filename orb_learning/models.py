@@ -42,9 +42,16 @@ _NUL_MESSAGE = "contains a NUL character, which PostgreSQL text cannot store"
 
 
 def _no_nul(value: str) -> str:
-    """PostgreSQL rejects U+0000 in text and jsonb, so refuse it before the insert does."""
+    """PostgreSQL rejects U+0000 in text and jsonb, and UTF-8 cannot encode a lone
+    surrogate: refuse both before the insert does."""
     if "\x00" in value:
         raise ValueError(_NUL_MESSAGE)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"contains an unpaired surrogate at position {exc.start}, which is not valid UTF-8"
+        ) from None
     return value
 
 
@@ -181,10 +188,10 @@ class ExecutionRecord(_StoreModel):
     task_type: RequiredText
     task_description: RequiredText
     repo: RequiredText
-    model_tier: RequiredText
-    pool_type: RequiredText
     file_count: Int4Count = 0
     estimated_tokens: Int4Count = 0
+    model_tier: RequiredText
+    pool_type: RequiredText
     swarm_topology: Text | None = None
     routing_confidence: Unit
     complexity_score: Percent = 50

@@ -33,7 +33,7 @@ _PREFIXED = ", ".join(f'n."{c}"' for c in RECORD_COLUMNS)
 
 # Filter fragments with named placeholders; :func:`_compile` numbers them. Values are
 # always bind parameters, never formatted into the SQL.
-_WINDOW = '"timestamp" >= now() - make_interval(days => :days_back)'
+_WINDOW = '"timestamp" >= now() - make_interval(hours => 24 * :days_back)'  # TimeZone-proof
 _FILTERS = {
     (False, False): "embedding IS NOT NULL",
     (True, False): f"embedding IS NOT NULL AND {_WINDOW}",

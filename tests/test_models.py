@@ -100,8 +100,8 @@ def test_import_does_not_pull_numpy() -> None:
 
 def test_execution_fields_in_order() -> None:
     assert list(ExecutionRecord.model_fields) == [
-        "task_id", "timestamp", "task_type", "task_description", "repo", "model_tier",
-        "pool_type", "file_count", "estimated_tokens", "swarm_topology", "routing_confidence",
+        "task_id", "timestamp", "task_type", "task_description", "repo", "file_count",
+        "estimated_tokens", "model_tier", "pool_type", "swarm_topology", "routing_confidence",
         "complexity_score", "success", "duration_seconds", "quality_score", "cost_estimate",
         "actual_cost", "error_type", "error_message", "user_accepted", "user_rating",
         "peak_memory_mb", "cpu_time_seconds", "solution_summary", "metadata",
@@ -237,6 +237,16 @@ def test_nul_rejected_in_text(model: Any, make: Any, field: str) -> None:
     assert model(**make(**{field: "ok\x01 text"}))  # other control characters are fine
     error = assert_rejected(model, field, make(**{field: "bad\x00text"}))
     assert NUL_MSG in error.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize("value", ["lone \ud800 surrogate", "\udfff"])
+def test_unpaired_surrogates_rejected(value: str) -> None:
+    error = assert_rejected(
+        ExecutionRecord, "task_description", execution_kwargs(task_description=value)
+    )
+    assert "surrogate" in error.errors()[0]["msg"]
+    with pytest.raises(ValidationError, match="surrogate"):
+        ExecutionRecord(**execution_kwargs(metadata={"k": value}))
 
 
 def test_nul_rejected_in_repos_used_in() -> None:
@@ -470,8 +480,10 @@ def test_from_dict_validates() -> None:
 
 # --- hypothesis round trips --------------------------------------------------------------
 
-text = st.text(st.characters(exclude_characters="\x00"), max_size=30)
-required_text = st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=30)
+# Everything PostgreSQL text can hold: any code point but NUL and the lone surrogates.
+storable = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
+text = st.text(storable, max_size=30)
+required_text = st.text(storable, min_size=1, max_size=30)
 json_leaf = (
     st.none()
     | st.booleans()
