@@ -1,12 +1,19 @@
-"""Tier, pool and solution-pattern performance, read from the materialized views.
+"""Tier, pool and solution-pattern performance: materialized buckets plus a live tail.
+
+Each view holds the executions before its *watermark* (moved by every refresh). With
+``fresh=True`` (the default) an answer adds to the view's buckets a live aggregate of the
+base rows from the watermark on, read through the btree on ``timestamp``, as TimescaleDB's
+real-time aggregates do: a row stored a second ago is counted. With ``fresh=False`` the
+answer reads the view alone (fastest, as fresh as the last refresh). A row that arrives
+late, stamped before the watermark but written after the refresh, or an older row updated
+after it, is counted from the next refresh on.
 
 Windows are made of whole UTC buckets: ``days_back=30`` covers the tier view's days from
 the start of the UTC day 30 days ago up to now, and the pool view's hours from the start of
 the UTC hour ``days_back`` days ago. A day is 24 hours whatever the session's TimeZone
-(``now() - make_interval(hours => 24 * days)``: calendar-day arithmetic would shift the
-window by an hour across a daylight-saving change). Averages and rates are recomputed
-from the views' additive parts (sums and counts), so a window's answer equals the same
-aggregate on the base rows of that window. The views are as fresh as their last refresh.
+(calendar-day arithmetic would shift the window by an hour across a daylight-saving
+change). Averages and rates are recomputed from additive parts (sums and counts), so a
+window's answer equals the same aggregate on the base rows of that window.
 """
 
 from __future__ import annotations
@@ -16,6 +23,36 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncpg
 
+_REPO = "($2::text IS NULL OR repo = $2::text)"
+
+
+def _watermark(view: str) -> str:
+    return f"(SELECT watermark FROM view_watermarks WHERE view_name = '{view}')"
+
+
+def _windowed(bucket: str, view: str, keys: str, parts: str, live_parts: str) -> str:
+    """``parts`` of ``view`` in the window, plus (``{live}``) the live tail's."""
+    start = f"date_trunc('{bucket}', now() - make_interval(hours => 24 * $1), 'UTC')"
+    return f"""\
+SELECT {keys}, {parts} FROM {view}
+WHERE {"date" if bucket == "day" else "hour"} >= {start} AND {_REPO}
+{{live}}
+UNION ALL
+SELECT {keys}, {live_parts} FROM executions
+WHERE "timestamp" >= greatest({start}, {_watermark(view)}) AND {_REPO}
+GROUP BY {keys}
+{{/live}}"""
+
+
+_COUNTS = "count(*), count(*) FILTER (WHERE success), sum(duration_seconds), sum(actual_cost)"
+
+TIER_PARTS = _windowed(
+    "day",
+    "tier_performance_mv",
+    "model_tier, task_type",
+    "total_executions, successful_count, sum_duration, sum_cost, sum_quality, quality_count",
+    f"{_COUNTS}, sum(quality_score), count(quality_score)",
+)
 TIER_PERFORMANCE = """\
 SELECT model_tier,
        task_type,
@@ -26,12 +63,17 @@ SELECT model_tier,
        sum(sum_duration) / sum(total_executions) AS avg_duration,
        sum(sum_cost) / sum(total_executions) AS avg_cost,
        sum(sum_quality)::double precision / nullif(sum(quality_count), 0) AS avg_quality
-FROM tier_performance_mv
-WHERE date >= date_trunc('day', now() - make_interval(hours => 24 * $1), 'UTC')
-  AND ($2::text IS NULL OR repo = $2::text)
+FROM ({parts}) AS parts
 GROUP BY model_tier, task_type
 ORDER BY model_tier, task_type"""
 
+POOL_PARTS = _windowed(
+    "hour",
+    "pool_performance_mv",
+    "pool_type",
+    "total_tasks, successful_tasks, sum_duration, sum_cost",
+    _COUNTS,
+)
 POOL_PERFORMANCE = """\
 SELECT pool_type,
        $2::text AS repo,
@@ -40,22 +82,33 @@ SELECT pool_type,
        sum(successful_tasks)::double precision / sum(total_tasks) AS success_rate,
        sum(sum_duration) / sum(total_tasks) AS avg_duration,
        sum(sum_cost) / sum(total_tasks) AS avg_cost
-FROM pool_performance_mv
-WHERE hour >= date_trunc('hour', now() - make_interval(hours => 24 * $1), 'UTC')
-  AND ($2::text IS NULL OR repo = $2::text)
+FROM ({parts}) AS parts
 GROUP BY pool_type
 ORDER BY pool_type"""
 
+PATTERN_PARTS = f"""\
+SELECT pattern_id, solution_summary, repo, usage_count, success_count, sum_quality,
+       quality_count, task_types, first_seen, last_seen
+FROM solution_patterns_mv WHERE $1::text IS NULL OR repo = $1::text
+{{live}}
+UNION ALL
+SELECT md5(solution_summary)::uuid, solution_summary, repo, count(*),
+       count(*) FILTER (WHERE success), sum(quality_score), count(quality_score),
+       array_agg(DISTINCT task_type), min("timestamp"), max("timestamp")
+FROM executions
+WHERE "timestamp" >= {_watermark("solution_patterns_mv")}
+  AND solution_summary IS NOT NULL AND ($1::text IS NULL OR repo = $1::text)
+GROUP BY solution_summary, repo
+{{/live}}"""
 SOLUTION_PATTERNS = """\
-WITH selected AS (
-    SELECT * FROM solution_patterns_mv WHERE $1::text IS NULL OR repo = $1::text
-), patterns AS (
+WITH selected AS ({parts}),
+patterns AS (
     SELECT pattern_id,
            solution_summary,
            sum(usage_count)::bigint AS usage_count,
            sum(success_count)::bigint AS success_count,
            sum(sum_quality)::double precision / nullif(sum(quality_count), 0) AS avg_quality,
-           array_agg(repo ORDER BY repo) AS repos,
+           array_agg(DISTINCT repo ORDER BY repo) AS repos,
            min(first_seen) AS first_seen,
            max(last_seen) AS last_seen
     FROM selected
@@ -83,29 +136,32 @@ ORDER BY success_rate DESC, p.usage_count DESC, p.solution_summary
 LIMIT $3"""
 
 
+def compose(outer: str, parts: str, *, fresh: bool) -> str:
+    """The statement for one freshness mode: the live tail kept or cut out."""
+    head, rest = parts.split("{live}")
+    live, tail = rest.split("{/live}")
+    return outer.format(parts=head + (live if fresh else "") + tail)
+
+
 async def tier_performance(
-    connection: asyncpg.Connection, *, repo: str | None, days_back: int
+    connection: asyncpg.Connection, *, repo: str | None, days_back: int, fresh: bool
 ) -> list[dict[str, Any]]:
     """One row per (model tier, task type) over the window."""
-    return [dict(r) for r in await connection.fetch(TIER_PERFORMANCE, days_back, repo)]
+    sql = compose(TIER_PERFORMANCE, TIER_PARTS, fresh=fresh)
+    return [dict(r) for r in await connection.fetch(sql, days_back, repo)]
 
 
 async def pool_performance(
-    connection: asyncpg.Connection, *, repo: str | None, days_back: int
+    connection: asyncpg.Connection, *, repo: str | None, days_back: int, fresh: bool
 ) -> list[dict[str, Any]]:
     """One row per pool over the window."""
-    return [dict(r) for r in await connection.fetch(POOL_PERFORMANCE, days_back, repo)]
+    sql = compose(POOL_PERFORMANCE, POOL_PARTS, fresh=fresh)
+    return [dict(r) for r in await connection.fetch(sql, days_back, repo)]
 
 
 async def solution_patterns(
-    connection: asyncpg.Connection, *, repo: str | None, min_usage: int, limit: int
+    connection: asyncpg.Connection, *, repo: str | None, min_usage: int, limit: int, fresh: bool
 ) -> list[dict[str, Any]]:
     """Top patterns by success rate, then usage; one row per solution summary."""
-    rows = await connection.fetch(SOLUTION_PATTERNS, repo, min_usage, limit)
-    return [dict(r) for r in rows]
-
-
-async def refresh_views(connection: asyncpg.Connection, view_names: tuple[str, ...]) -> None:
-    """REFRESH ... CONCURRENTLY: readers and writers are not blocked while it runs."""
-    for name in view_names:
-        await connection.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {name}")  # constant
+    sql = compose(SOLUTION_PATTERNS, PATTERN_PARTS, fresh=fresh)
+    return [dict(r) for r in await connection.fetch(sql, repo, min_usage, limit)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,6 +46,11 @@ class Settings:
             repo and time filters, search scans them exactly through the btree instead of
             the HNSW index (default 10,000: exact and faster for selective filters).
         query_cache_size: query embeddings kept in the LRU cache (default 1,024).
+        preload_model: load the embedding model in ``initialize()`` (default yes); when
+            off, it loads on the first embedding, and commands that never embed skip it.
+        watermark_lag: a refresh materializes the rows stamped before ``now() - lag``;
+            later ones stay in the live tail (default 1 minute: batched telemetry often
+            commits a little after the instant it describes).
     """
 
     dsn: str | None = None
@@ -58,6 +64,8 @@ class Settings:
     max_scan_tuples: int = 20_000
     exact_search_max_rows: int = 10_000
     query_cache_size: int = 1_024
+    preload_model: bool = True
+    watermark_lag: timedelta = timedelta(minutes=1)
 
     def __post_init__(self) -> None:
         if self.pool_size < 1 or self.min_pool_size < 0 or self.min_pool_size > self.pool_size:

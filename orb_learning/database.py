@@ -10,17 +10,19 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from . import analytics, arguments, embedded, migrations, search, store
+from . import analytics, arguments, embedded, migrations, refresh, search, store
 from .config import EMBEDDING_DIMENSION, Settings, asyncpg_dsn, redact
 from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
 from .errors import (
+    DatabaseError,
     InvalidRecordError,
     NotInitializedError,
     SchemaNotReadyError,
@@ -28,7 +30,6 @@ from .errors import (
     translate,
 )
 from .models import ExecutionRecord
-from .views import CURRENT_VIEWS
 
 if TYPE_CHECKING:
     import asyncpg
@@ -78,6 +79,7 @@ class LearningDatabase:
             exact_search_max_rows=self.settings.exact_search_max_rows,
         )
         self._lock = asyncio.Lock()
+        self._refreshers: list[refresh.ViewRefresher] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -102,7 +104,8 @@ class LearningDatabase:
                 cache_size=self.settings.query_cache_size,
             )
             try:
-                pool, _ = await asyncio.gather(self._open_pool(), embeddings.start())
+                loading = [embeddings.start()] if self.settings.preload_model else []
+                pool, *_ = await asyncio.gather(self._open_pool(), *loading)
             except BaseException:
                 await embeddings.close()
                 raise
@@ -112,6 +115,9 @@ class LearningDatabase:
     async def close(self) -> None:
         """Close the pool and the embedding service. Idempotent."""
         async with self._lock:
+            refreshers, self._refreshers = self._refreshers, []
+            for refresher in refreshers:
+                await refresher.stop()
             pool, self._pool = self._pool, None
             embeddings, self._embeddings = self._embeddings, None
             if pool is not None:
@@ -167,6 +173,11 @@ class LearningDatabase:
             if is_translatable(exc):
                 raise translate(exc) from exc
             raise
+
+    def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """A pooled connection for SQL of your own (``async with db.connection() as c``),
+        with the library's codecs (``vector``, ``jsonb``) and error translation."""
+        return self._connection()
 
     def _embedding_service(self) -> AsyncEmbeddingService:
         if self._embeddings is None:
@@ -247,25 +258,30 @@ class LearningDatabase:
             )
 
     async def get_tier_performance(
-        self, repo: str | None = None, days_back: int = 30
+        self, repo: str | None = None, days_back: int = 30, *, fresh: bool = True
     ) -> list[dict[str, Any]]:
-        """Per model tier and task type over the last ``days_back`` UTC days."""
+        """Per model tier and task type over the last ``days_back`` UTC days. ``fresh``
+        adds the rows stored since the last refresh (see :mod:`orb_learning.analytics`)."""
         arguments.text("repo", repo, allow_none=True)
         arguments.integer("days_back", days_back, minimum=0, maximum=MAX_DAYS)
         async with self._connection() as connection:
-            return await analytics.tier_performance(connection, repo=repo, days_back=days_back)
+            return await analytics.tier_performance(
+                connection, repo=repo, days_back=days_back, fresh=bool(fresh)
+            )
 
     async def get_pool_performance(
-        self, repo: str | None = None, days_back: int = 7
+        self, repo: str | None = None, days_back: int = 7, *, fresh: bool = True
     ) -> list[dict[str, Any]]:
         """Per worker pool over the last ``days_back`` days (whole UTC hours)."""
         arguments.text("repo", repo, allow_none=True)
         arguments.integer("days_back", days_back, minimum=0, maximum=MAX_DAYS)
         async with self._connection() as connection:
-            return await analytics.pool_performance(connection, repo=repo, days_back=days_back)
+            return await analytics.pool_performance(
+                connection, repo=repo, days_back=days_back, fresh=bool(fresh)
+            )
 
     async def get_solution_patterns(
-        self, repo: str | None = None, min_usage: int = 5, limit: int = 10
+        self, repo: str | None = None, min_usage: int = 5, limit: int = 10, *, fresh: bool = True
     ) -> list[dict[str, Any]]:
         """Top solution patterns by success rate, then usage count."""
         arguments.text("repo", repo, allow_none=True)
@@ -273,13 +289,48 @@ class LearningDatabase:
         arguments.integer("limit", limit, minimum=1)
         async with self._connection() as connection:
             return await analytics.solution_patterns(
-                connection, repo=repo, min_usage=min_usage, limit=limit
+                connection, repo=repo, min_usage=min_usage, limit=limit, fresh=bool(fresh)
             )
 
-    async def refresh_views(self) -> None:
-        """Refresh the three analytics views (CONCURRENTLY: nobody waits on it)."""
+    # -- refresh -----------------------------------------------------------------------
+
+    async def refresh_views(self) -> list[refresh.RefreshResult]:
+        """Refresh the three views now, through the database's refresh routine (logged in
+        ``view_refresh_log``). CONCURRENTLY: readers and writers never wait on it; a
+        refresh already running elsewhere is waited for, then this one runs."""
         async with self._connection() as connection:
-            await analytics.refresh_views(connection, tuple(v.name for v in CURRENT_VIEWS))
+            results = await refresh.refresh_once(
+                connection, watermark_lag=self.settings.watermark_lag, wait=True
+            )
+        failed = [r for r in results if r.status == "failed"]
+        if failed:
+            raise DatabaseError(f"refresh of {failed[0].view_name} failed: {failed[0].error}")
+        return results
+
+    def start_refresher(
+        self,
+        every: timedelta = timedelta(minutes=5),
+        *,
+        retry_after: timedelta = timedelta(seconds=1),
+    ) -> refresh.ViewRefresher:
+        """Refresh the views every ``every`` in a background task until ``close()``.
+        Safe on several replicas at once: one refreshes per tick, the others skip."""
+        if self._pool is None:
+            raise NotInitializedError("LearningDatabase not initialized: await initialize()")
+        refresher = refresh.ViewRefresher(
+            self._connection,
+            every=every,
+            watermark_lag=self.settings.watermark_lag,
+            retry_after=retry_after,
+        ).start()
+        self._refreshers.append(refresher)
+        return refresher
+
+    async def view_freshness(self) -> list[dict[str, Any]]:
+        """Per view: ``view_name``, ``watermark``, ``last_refreshed_at`` (the last
+        successful refresh, None if never), ``age`` (a timedelta) and ``rows``."""
+        async with self._connection() as connection:
+            return await refresh.view_freshness(connection)
 
 
 def _validate_batch(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     DateTime,
     Double,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -158,4 +160,45 @@ Index(
     postgresql_using="hnsw",
     postgresql_with={"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
     postgresql_ops={"embedding": "vector_cosine_ops"},
+)
+
+view_watermarks = Table(
+    "view_watermarks",
+    metadata,
+    Column("view_name", Text, primary_key=True, comment="A materialized view of orb-learning"),
+    Column(
+        "watermark",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("'-infinity'"),
+        comment="The view holds the executions before this instant; analytics with "
+        "fresh=True add the rows from it on, live",
+    ),
+    comment="Per analytics view, the instant up to which it is materialized "
+    "(moved by orb_learning_refresh_views()).",
+)
+
+view_refresh_log = Table(
+    "view_refresh_log",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("view_name", Text, nullable=False, comment="The view refreshed"),
+    Column("started_at", DateTime(timezone=True), nullable=False, comment="Refresh start"),
+    Column("finished_at", DateTime(timezone=True), comment="Refresh end"),
+    Column("rows", BigInteger, comment="Rows in the view after the refresh"),
+    Column("status", Text, nullable=False, comment="success or failed"),
+    Column("error", Text, comment="SQLSTATE and message of a failed refresh"),
+    Column(
+        "watermark",
+        DateTime(timezone=True),
+        comment="The view's watermark after this refresh",
+    ),
+    CheckConstraint("status IN ('success', 'failed')", name="status_known"),
+    comment="One row per refresh of an analytics view, successful or not "
+    "(written by orb_learning_refresh_views() and by the refresher on failures).",
+)
+Index(
+    "idx_view_refresh_log_view_finished",
+    view_refresh_log.c.view_name,
+    view_refresh_log.c.finished_at.desc(),
 )

@@ -9,7 +9,7 @@ versioned :class:`MaterializedView` and a migration that replaces the old one (A
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -167,9 +167,34 @@ WITH DATA""",
     },
 )
 
+
+def _up_to_watermark(view: MaterializedView) -> MaterializedView:
+    """The same view, materializing only the executions before its watermark (revision
+    0002): analytics with ``fresh=True`` add the rows from the watermark on, live."""
+    condition = (
+        '"timestamp" < (SELECT watermark FROM view_watermarks '
+        f"WHERE view_watermarks.view_name = '{view.name}')"
+    )
+    marker = "FROM executions\n"
+    if f"{marker}WHERE " in view.select:
+        select = view.select.replace(f"{marker}WHERE ", f"{marker}WHERE {condition}\n  AND ", 1)
+    else:
+        select = view.select.replace(marker, f"{marker}WHERE {condition}\n", 1)
+    comment = view.comment.replace(
+        " Refreshed by",
+        " Holds the executions before its watermark "
+        "(view_watermarks); rows from it on are added live by the API. Refreshed by",
+    )
+    return replace(view, select=select, comment=comment)
+
+
+TIER_PERFORMANCE_V2 = _up_to_watermark(TIER_PERFORMANCE_V1)
+POOL_PERFORMANCE_V2 = _up_to_watermark(POOL_PERFORMANCE_V1)
+SOLUTION_PATTERNS_V2 = _up_to_watermark(SOLUTION_PATTERNS_V1)
+
 CURRENT_VIEWS: tuple[MaterializedView, ...] = (
-    TIER_PERFORMANCE_V1,
-    POOL_PERFORMANCE_V1,
-    SOLUTION_PATTERNS_V1,
+    TIER_PERFORMANCE_V2,
+    POOL_PERFORMANCE_V2,
+    SOLUTION_PATTERNS_V2,
 )
 """The views as the head revision defines them; the refresh job walks this list."""

@@ -204,21 +204,23 @@ async def on_stable_clock(conn, check: Callable[[datetime], Awaitable[None]]) ->
     pytest.fail("a UTC hour began during each of three attempts")
 
 
-async def check_window(kind: str, db, conn, repo, days: int, exclude=()) -> None:
+async def check_window(kind: str, db, conn, repo, days: int, exclude=(), fresh=True) -> None:
     """The method's rows for (repo, days) equal the base-table aggregate (``exclude`` left out)."""
     method, sql, keys = WINDOWED[kind]
 
     async def check(_: datetime) -> None:
         expected = await fetch_dicts(conn, sql, days, repo, list(exclude))
-        actual = await getattr(db, method)(repo=repo, days_back=days)
+        actual = await getattr(db, method)(repo=repo, days_back=days, fresh=fresh)
         assert_rows_equal(_by_key(actual, keys), _by_key(expected, keys), f"{kind} {repo} {days}d")
 
     await on_stable_clock(conn, check)
 
 
-async def check_patterns(db, conn, repo, min_usage, limit, exclude=()) -> None:
+async def check_patterns(db, conn, repo, min_usage, limit, exclude=(), fresh=True) -> None:
     expected = await fetch_dicts(conn, EXPECTED_PATTERNS, repo, min_usage, limit, list(exclude))
-    actual = await db.get_solution_patterns(repo=repo, min_usage=min_usage, limit=limit)
+    actual = await db.get_solution_patterns(
+        repo=repo, min_usage=min_usage, limit=limit, fresh=fresh
+    )
     assert_rows_equal(actual, expected, f"patterns {repo} min_usage={min_usage} limit={limit}")
 
 
@@ -287,7 +289,16 @@ async def test_solution_patterns_equal_python_aggregate(db, records) -> None:
         assert_rows_equal(actual, expected, f"patterns {repo} min_usage={min_usage} (python)")
 
 
-async def test_views_are_as_fresh_as_the_last_refresh(db, connection, records) -> None:
+async def watermarked(conn: asyncpg.Connection, records: list[ExecutionRecord]) -> list:
+    """Records at or after the views' watermark: in the live tail, not materialized."""
+    marks = await conn.fetch("SELECT DISTINCT watermark FROM view_watermarks")
+    assert len(marks) == 1, "one refresh moves every view's watermark to the same instant"
+    return [r.task_id for r in records if r.timestamp >= marks[0]["watermark"]]
+
+
+async def test_rows_stored_after_a_refresh_count_live_and_in_the_views_after_the_next(
+    db, connection, records
+) -> None:
     now = await db_now(connection)
     late = [
         fx.execution(
@@ -299,19 +310,27 @@ async def test_views_are_as_fresh_as_the_last_refresh(db, connection, records) -
         for i in range(12)
     ]
     await db.store_executions(late, embeddings=fx.unit_vectors(len(late), seed=99))
-    exclude = [r.task_id for r in late]
+    unmaterialized = [*await watermarked(connection, records), *(r.task_id for r in late)]
     for kind, repo, days in itertools.product(WINDOWED, (None, FREQUENT_REPO), (0, 30)):
-        await check_window(kind, db, connection, repo, days, exclude)
+        # fresh=True counts the new rows at once; fresh=False only what the view holds.
+        await check_window(kind, db, connection, repo, days, fresh=True)
+        await check_window(kind, db, connection, repo, days, unmaterialized, fresh=False)
         sql = WINDOWED[kind][1]
         with_late = await fetch_dicts(connection, sql, days, repo, [])
-        assert with_late != await fetch_dicts(connection, sql, days, repo, exclude)
-    await check_patterns(db, connection, None, 1, 100, exclude)
+        assert with_late != await fetch_dicts(connection, sql, days, repo, unmaterialized)
+    await check_patterns(db, connection, None, 1, 100, fresh=True)
+    await check_patterns(db, connection, None, 1, 100, unmaterialized, fresh=False)
+    live = await db.get_solution_patterns(None, min_usage=12, limit=100)
+    assert "s99: late pattern" in [p["solution_summary"] for p in live]
+    stale = await db.get_solution_patterns(None, min_usage=12, limit=100, fresh=False)
+    assert "s99: late pattern" not in [p["solution_summary"] for p in stale]
+
     await db.refresh_views()
+    unmaterialized = await watermarked(connection, [*records, *late])
     for kind, repo, days in itertools.product(WINDOWED, (None, FREQUENT_REPO), (0, 30)):
-        await check_window(kind, db, connection, repo, days)
-    await check_patterns(db, connection, None, 1, 100)
-    top = await db.get_solution_patterns(None, min_usage=12, limit=100)
-    assert "s99: late pattern" in [p["solution_summary"] for p in top]
+        await check_window(kind, db, connection, repo, days, fresh=True)
+        await check_window(kind, db, connection, repo, days, unmaterialized, fresh=False)
+    await check_patterns(db, connection, None, 1, 100, unmaterialized, fresh=False)
 
 
 async def test_long_windows_and_low_usage_floors_are_honoured(db, connection, records) -> None:
@@ -381,7 +400,7 @@ async def test_restoring_a_task_replaces_its_contribution(db, connection) -> Non
     }
     first = ExecutionRecord(
         **common,
-        timestamp=now - timedelta(seconds=5),
+        timestamp=now - timedelta(minutes=10),  # before the watermark: materialized
         success=True,
         duration_seconds=10.0,
         actual_cost=1.0,
@@ -389,7 +408,7 @@ async def test_restoring_a_task_replaces_its_contribution(db, connection) -> Non
     )
     second = ExecutionRecord(
         **common,
-        timestamp=now - timedelta(seconds=9),
+        timestamp=now - timedelta(minutes=14),
         success=False,
         duration_seconds=30.0,
         actual_cost=3.0,
@@ -413,7 +432,8 @@ async def test_restoring_a_task_replaces_its_contribution(db, connection) -> Non
     assert await summary() == (2, 1, 2.0, 80.0, 2, 1, 2, 1)
     changed = first.model_copy(update={"success": False, "actual_cost": 5.0, "quality_score": 40})
     await db.store_executions([changed], embeddings=fx.unit_vectors(1))
-    assert await summary() == (2, 1, 2.0, 80.0, 2, 1, 2, 1)  # not refreshed yet
+    # An update of a row older than the watermark shows from the next refresh on.
+    assert await summary() == (2, 1, 2.0, 80.0, 2, 1, 2, 1)
     await db.refresh_views()
     assert await summary() == (2, 0, 4.0, 40.0, 2, 0, 2, 0)
     assert await connection.fetchval("SELECT count(*) FROM executions") == 2

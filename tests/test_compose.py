@@ -32,3 +32,16 @@ def test_migrate_runs_alembic_upgrade_head_once_postgres_is_healthy() -> None:
     assert url.startswith("postgresql://") and "@postgres:5432/" in url
     # The migrate container runs from the repository root: the files it needs are there.
     assert (ROOT / "alembic.ini").is_file() and (ROOT / "alembic" / "env.py").is_file()
+
+
+def test_refresher_runs_the_refresh_job_after_migrate() -> None:
+    refresher = compose()["services"]["refresher"]
+    assert refresher["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "orb_learning.cli refresh --every" in refresher["command"]
+    assert refresher["stop_signal"] == "SIGTERM"
+    assert "@postgres:5432/" in refresher["environment"]["ORB_LEARNING_DATABASE_URL"]
+    # the command it runs exists in the package
+    from orb_learning.cli import build_parser
+
+    args = build_parser().parse_args(["refresh", "--every", "5m"])
+    assert args.command == "refresh" and args.every.total_seconds() == 300

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="Optimize slow database queries",
         help="task description to find similar executions for",
     )
+    from . import refresh
+
+    refresh.add_parser(commands)
     return parser
 
 
@@ -56,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             asyncio.run(run_demo(args))
+        elif args.command == "refresh":
+            from . import refresh
+
+            return asyncio.run(refresh.run(args))
         return 0
     except OrbLearningError as exc:
         if args.verbose:

