@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +274,42 @@ def test_refresh_command_once_and_status(database_url: str) -> None:
     assert status.returncode == 0, status.stderr
     for view in VIEWS:
         assert view in status.stdout
+
+
+async def test_downgrade_to_0001_and_upgrade_again_keep_the_answers(
+    empty_database_url: str, embedder: Any
+) -> None:
+    from orb_learning import migrations
+
+    await migrations.upgrade(empty_database_url)
+    ten_minutes_ago = datetime.now(UTC) - timedelta(minutes=10)
+    db = LearningDatabase(empty_database_url, embedder=embedder, preload_model=False)
+    async with db:
+        await db.store_executions(
+            [
+                # older than the watermark lag, so that a refresh materializes them
+                make_record(task_description=f"t{i}", success=i % 3 > 0, timestamp=ten_minutes_ago)
+                for i in range(30)
+            ],
+            embeddings=unit_vectors(30),
+        )
+        await db.refresh_views()
+        before = await db.get_tier_performance(days_back=7)
+    await migrations.downgrade(empty_database_url, "0001")
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        # revision 0001's views hold everything, without watermark or refresh function
+        assert (
+            await connection.fetchval("SELECT sum(total_executions) FROM tier_performance_mv") == 30
+        )
+        assert not await connection.fetchval("SELECT to_regclass('view_refresh_log') IS NOT NULL")
+        assert not await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'orb_learning_refresh_views')"
+        )
+    finally:
+        await connection.close()
+    await migrations.upgrade(empty_database_url)
+    async with db:
+        assert await db.get_tier_performance(days_back=7) == before
+        await db.refresh_views()
+        assert await db.get_tier_performance(days_back=7, fresh=False) == before
