@@ -8,6 +8,7 @@ on first use or in ``LearningDatabase.initialize()``.
 from __future__ import annotations
 
 from .database import LearningDatabase
+from .dead_letters import DeadLetter
 from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
 from .errors import (
     ConfigurationError,
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseError",
     "DatabaseUnavailableError",
+    "DeadLetter",
     "EmbeddedServerUnavailable",
     "Embedder",
     "EmbeddingModelError",

@@ -6,30 +6,36 @@ service and the lifecycle, and delegates the SQL to :mod:`store`, :mod:`search` 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from . import analytics, arguments, embedded, migrations, refresh, search, store
+from . import (
+    analytics,
+    arguments,
+    codecs,
+    dead_letters,
+    embedded,
+    feedback,
+    migrations,
+    refresh,
+    search,
+    store,
+)
 from .config import EMBEDDING_DIMENSION, Settings, asyncpg_dsn, redact
 from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
 from .errors import (
     DatabaseError,
-    InvalidRecordError,
     NotInitializedError,
-    SchemaNotReadyError,
     is_translatable,
     translate,
 )
-from .models import ExecutionRecord
+from .models import ExecutionRecord, FeedbackRecord
 
 if TYPE_CHECKING:
     import asyncpg
@@ -37,8 +43,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("orb_learning")
 MAX_DAYS = arguments.MAX_DAYS_BACK
-
-RecordInput = ExecutionRecord | Mapping[str, Any]
 
 
 class LearningDatabase:
@@ -146,13 +150,13 @@ class LearningDatabase:
         try:
             if self.settings.should_migrate:
                 await migrations.upgrade(dsn)
-            await _check_revision(dsn)
+            await migrations.check_revision(dsn)
             return await asyncpg.create_pool(
                 dsn,
                 min_size=self.settings.min_pool_size,
                 max_size=self.settings.pool_size,
                 command_timeout=self.settings.command_timeout,
-                init=init_connection,
+                init=codecs.init_connection,
             )
         except Exception as exc:
             if is_translatable(exc):
@@ -201,7 +205,7 @@ class LearningDatabase:
 
     async def store_executions(
         self,
-        records: Sequence[RecordInput],
+        records: Sequence[store.RecordInput],
         *,
         embeddings: Sequence[np.ndarray] | np.ndarray | None = None,
         skip_invalid: bool = False,
@@ -214,7 +218,7 @@ class LearningDatabase:
         for imports of precomputed vectors. When a task_id appears twice, the later wins.
         """
         service = self._embedding_service()
-        valid, kept = _validate_batch(records, skip_invalid=skip_invalid)
+        valid, kept = store.validate_batch(records, skip_invalid=skip_invalid)
         if not valid:
             return 0
         if embeddings is None:
@@ -226,6 +230,19 @@ class LearningDatabase:
         checked = [store.check_embedding(v, r.task_id) for r, v in zip(valid, vectors, strict=True)]
         async with self._connection() as connection:
             return await store.upsert_many(connection, store.latest_per_task(valid, checked))
+
+    async def store_feedback(self, record: FeedbackRecord) -> None:
+        """Store user feedback on an execution; the latest feedback sets the execution's
+        ``user_rating`` and ``user_accepted``. Unknown task_id: :class:`UnknownExecutionError`."""
+        if not isinstance(record, FeedbackRecord):
+            raise TypeError(f"store_feedback takes a FeedbackRecord, got {type(record)!r}")
+        async with self._connection() as connection:
+            await feedback.store_feedback(connection, record)
+
+    async def store_dead_letters(self, letters: Sequence[dead_letters.DeadLetter]) -> int:
+        """Keep telemetry that could not become an execution in ``telemetry_dead_letters``."""
+        async with self._connection() as connection:
+            return await dead_letters.store_dead_letters(connection, letters)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -331,72 +348,3 @@ class LearningDatabase:
         successful refresh, None if never), ``age`` (a timedelta) and ``rows``."""
         async with self._connection() as connection:
             return await refresh.view_freshness(connection)
-
-
-def _validate_batch(
-    records: Sequence[RecordInput], *, skip_invalid: bool
-) -> tuple[list[ExecutionRecord], list[int]]:
-    """The valid records and their positions; an invalid one raises or is skipped."""
-    if isinstance(records, ExecutionRecord | Mapping | str):
-        raise TypeError("store_executions takes a sequence of records")
-    valid: list[ExecutionRecord] = []
-    kept: list[int] = []
-    for index, item in enumerate(records):
-        try:
-            record = (
-                item if isinstance(item, ExecutionRecord) else ExecutionRecord.model_validate(item)
-            )
-        except ValidationError as exc:
-            task_id = item.get("task_id", "?") if isinstance(item, Mapping) else "?"
-            message = f"record #{index} (task_id {task_id}) is invalid: {exc}"
-            if not skip_invalid:
-                raise InvalidRecordError(message) from exc
-            logger.warning("skipped %s", message)
-            continue
-        valid.append(record)
-        kept.append(index)
-    return valid, kept
-
-
-async def init_connection(connection: asyncpg.Connection) -> None:
-    """Per-connection codecs: pgvector's ``vector`` and JSON for ``jsonb``."""
-    from pgvector.asyncpg import register_vector
-
-    await register_vector(connection)
-    await connection.set_type_codec(
-        "jsonb",
-        schema="pg_catalog",
-        encoder=_encode_jsonb,
-        decoder=_decode_jsonb,
-        format="binary",  # binary COPY needs a binary encoder
-    )
-
-
-def _encode_jsonb(value: Any) -> bytes:
-    # jsonb's binary format is a version byte (1) followed by the JSON text.
-    return b"\x01" + json.dumps(value, allow_nan=False).encode()
-
-
-def _decode_jsonb(data: bytes) -> Any:
-    return json.loads(data[1:])
-
-
-async def _check_revision(dsn: str) -> None:
-    """Refuse a database that is not at this library's head revision."""
-    import asyncpg
-
-    head = migrations.head_revision()
-    connection = await asyncpg.connect(dsn)
-    try:
-        current = await connection.fetchval("SELECT version_num FROM alembic_version")
-    except asyncpg.UndefinedTableError:
-        current = None
-    finally:
-        await connection.close()
-    if current != head:
-        state = "not migrated" if current is None else f"at revision {current}"
-        raise SchemaNotReadyError(
-            f"the database {redact(dsn)} is {state}; this orb-learning needs revision {head}: "
-            "run `alembic upgrade head` with ORB_LEARNING_DATABASE_URL set "
-            "(or pass migrate_on_start=True)"
-        )

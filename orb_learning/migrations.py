@@ -10,7 +10,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import sqlalchemy_url
+from .config import redact, sqlalchemy_url
+from .errors import SchemaNotReadyError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -60,9 +61,8 @@ async def downgrade(dsn: str, revision: str) -> None:
 
 
 async def _run(dsn: str, action: str, revision: str) -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from alembic import command
+    from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(sqlalchemy_url(dsn))
     try:
@@ -76,3 +76,24 @@ async def _run(dsn: str, action: str, revision: str) -> None:
             await connection.run_sync(run)
     finally:
         await engine.dispose()
+
+
+async def check_revision(dsn: str) -> None:
+    """Refuse a database that is not at this library's head revision."""
+    import asyncpg
+
+    head = head_revision()
+    connection = await asyncpg.connect(dsn)
+    try:
+        current = await connection.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        current = None
+    finally:
+        await connection.close()
+    if current != head:
+        state = "not migrated" if current is None else f"at revision {current}"
+        raise SchemaNotReadyError(
+            f"the database {redact(dsn)} is {state}; this orb-learning needs revision {head}: "
+            "run `alembic upgrade head` with ORB_LEARNING_DATABASE_URL set "
+            "(or pass migrate_on_start=True)"
+        )

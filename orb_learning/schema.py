@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -201,4 +202,66 @@ Index(
     "idx_view_refresh_log_view_finished",
     view_refresh_log.c.view_name,
     view_refresh_log.c.finished_at.desc(),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("feedback_id", Uuid, primary_key=True, comment="Feedback identifier (UUID)"),
+    Column(
+        "task_id",
+        Uuid,
+        ForeignKey("executions.task_id", ondelete="CASCADE"),
+        nullable=False,
+        comment="The execution rated; feedback goes with it when it is deleted",
+    ),
+    Column("timestamp", DateTime(timezone=True), nullable=False, comment="When it was given"),
+    Column("feedback_type", Text, nullable=False, comment="thumbs_up, thumbs_down, rating..."),
+    Column("rating", Integer, nullable=False, comment="Rating 1-5"),
+    Column("comment", Text, comment="Free text"),
+    Column("user_id", Uuid, comment="Who gave it; NULL when anonymous (the default)"),
+    Column(
+        "recorded_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.now(),
+        comment="When the row was written",
+    ),
+    CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),
+    CheckConstraint("feedback_type <> ''", name="feedback_type_not_empty"),
+    comment="User feedback on executions, several per execution allowed; the latest sets "
+    "executions.user_rating and user_accepted.",
+)
+Index("idx_feedback_task_time", feedback.c.task_id, feedback.c.timestamp.desc())
+
+telemetry_dead_letters = Table(
+    "telemetry_dead_letters",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("task_id", Uuid, comment="The task the events were about, when known"),
+    Column("reason", Text, nullable=False, comment="Why the events could not be stored"),
+    Column("events", JSONB, nullable=False, comment="The raw events, as captured"),
+    Column(
+        "first_seen_at",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="When the first of these events was captured",
+    ),
+    Column(
+        "created_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.now(),
+        comment="When the dead letter was written",
+    ),
+    comment="Telemetry that could not become an execution (a half that never met its "
+    "other half within orphan_ttl, feedback for an unknown task...), kept for inspection.",
+)
+Index(
+    "uq_telemetry_dead_letters_event",
+    telemetry_dead_letters.c.task_id,
+    telemetry_dead_letters.c.reason,
+    telemetry_dead_letters.c.first_seen_at,
+    unique=True,
+    postgresql_nulls_not_distinct=True,
 )

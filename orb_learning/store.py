@@ -1,28 +1,46 @@
 """Writing executions: one upsert per record, or binary COPY into a staging table + one upsert.
 
 Writes are idempotent by ``task_id``: storing a record again updates its row (later data
-wins), so retries and replays never duplicate. A batch is one transaction: it lands whole
+wins, except that a NULL ``user_rating``/``user_accepted`` keeps what feedback set), so
+retries and replays never duplicate. A batch is one transaction: it lands whole
 or not at all.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from .config import EMBEDDING_DIMENSION
+from .errors import InvalidRecordError
 from .models import ExecutionRecord
 
 if TYPE_CHECKING:
     import asyncpg
     import numpy as np
 
+logger = logging.getLogger("orb_learning")
+RecordInput = ExecutionRecord | Mapping[str, Any]
+"""What the batch path takes: records, or dicts validated into records."""
+
 RECORD_COLUMNS: tuple[str, ...] = tuple(ExecutionRecord.model_fields)
 """The record's columns (every field is one): what writes send and reads return."""
 WRITE_COLUMNS: tuple[str, ...] = (*RECORD_COLUMNS, "embedding")
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in WRITE_COLUMNS)
-_UPDATE_LIST = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in WRITE_COLUMNS if c != "task_id")
+_FEEDBACK_COLUMNS = ("user_accepted", "user_rating")  # set by feedback: a retry keeps them
+
+
+def _assignment(column: str) -> str:
+    if column in _FEEDBACK_COLUMNS:
+        return f'"{column}" = COALESCE(EXCLUDED."{column}", executions."{column}")'
+    return f'"{column}" = EXCLUDED."{column}"'
+
+
+_UPDATE_LIST = ", ".join(_assignment(c) for c in WRITE_COLUMNS if c != "task_id")
 _UPSERT_TAIL = f"ON CONFLICT (task_id) DO UPDATE SET {_UPDATE_LIST}, uploaded_at = now()"
 
 UPSERT_ONE = (
@@ -98,3 +116,28 @@ async def upsert_many(
         )
         await connection.execute(UPSERT_FROM_STAGING)
     return len(pairs)
+
+
+def validate_batch(
+    records: Sequence[RecordInput], *, skip_invalid: bool
+) -> tuple[list[ExecutionRecord], list[int]]:
+    """The valid records and their positions; an invalid one raises or is skipped."""
+    if isinstance(records, ExecutionRecord | Mapping | str):
+        raise TypeError("store_executions takes a sequence of records")
+    valid: list[ExecutionRecord] = []
+    kept: list[int] = []
+    for index, item in enumerate(records):
+        try:
+            record = (
+                item if isinstance(item, ExecutionRecord) else ExecutionRecord.model_validate(item)
+            )
+        except ValidationError as exc:
+            task_id = item.get("task_id", "?") if isinstance(item, Mapping) else "?"
+            message = f"record #{index} (task_id {task_id}) is invalid: {exc}"
+            if not skip_invalid:
+                raise InvalidRecordError(message) from exc
+            logger.warning("skipped %s", message)
+            continue
+        valid.append(record)
+        kept.append(index)
+    return valid, kept

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from alembic import op
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy.dialects import postgresql
 
-from alembic import op
 from orb_learning.views import POOL_PERFORMANCE_V1, SOLUTION_PATTERNS_V1, TIER_PERFORMANCE_V1
 
 revision: str = "0001"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
+
 from orb_learning import routines, views
 
 revision: str = "0002"
