@@ -1,16 +1,25 @@
-"""The ``orb-learning`` command. Subcommands import what they need when they run, so that
-``orb-learning --help`` answers at once."""
+"""The ``orb-learning`` command.
+
+Each subcommand lives in a module of this package that defines ``add_parser(commands)``,
+registering its parser with ``set_defaults(handler=run)`` where ``run(args)`` is a
+coroutine returning the exit status. Heavy imports happen inside ``run``, so that
+``orb-learning --help`` answers at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from ..errors import OrbLearningError
+
+COMMAND_MODULES = ("demo", "refresh")
+"""The modules of this package that add a subcommand, in the order of --help."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,23 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log and show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = commands.add_parser(
-        "demo",
-        help="store sample executions, then show similar ones and the three analytics",
-        description="Migrates the database (the embedded server unless --dsn is given), "
-        "stores N realistic sample executions with real embeddings, refreshes the views and "
-        "prints similar executions and tier, pool and pattern performance.",
-    )
-    demo.add_argument("--rows", type=int, default=500, help="sample executions (default 500)")
-    demo.add_argument(
-        "--query",
-        default="Optimize slow database queries",
-        help="task description to find similar executions for",
-    )
-    from . import refresh
-
-    refresh.add_parser(commands)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").add_parser(commands)
     return parser
 
 
@@ -55,15 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
-        if args.command == "demo":
-            from .demo import run_demo
-
-            asyncio.run(run_demo(args))
-        elif args.command == "refresh":
-            from . import refresh
-
-            return asyncio.run(refresh.run(args))
-        return 0
+        status: int = asyncio.run(args.handler(args))
+        return status
     except OrbLearningError as exc:
         if args.verbose:
             raise

@@ -11,11 +11,28 @@ from ..database import LearningDatabase
 from .tables import render
 
 
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="store sample executions, then show similar ones and the three analytics",
+        description="Migrates the database (the embedded server unless --dsn is given), "
+        "stores N realistic sample executions with real embeddings, refreshes the views and "
+        "prints similar executions and tier, pool and pattern performance.",
+    )
+    demo.add_argument("--rows", type=int, default=500, help="sample executions (default 500)")
+    demo.add_argument(
+        "--query",
+        default="Optimize slow database queries",
+        help="task description to find similar executions for",
+    )
+    demo.set_defaults(handler=run_demo)
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
 
-async def run_demo(args: argparse.Namespace) -> None:
+async def run_demo(args: argparse.Namespace) -> int:
     if args.rows < 1:
         raise SystemExit("orb-learning demo: --rows must be at least 1")
     started = time.perf_counter()
@@ -80,6 +97,7 @@ async def run_demo(args: argparse.Namespace) -> None:
             )
         )
     _say(f"\nDone in {time.perf_counter() - started:.1f} s.")
+    return 0
 
 
 def _progress(done: int, total: int) -> None:

@@ -41,6 +41,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="register the routine as a pg_cron job instead (e.g. '*/5 * * * *')",
     )
     parser.add_argument("--uninstall-cron", action="store_true", help="remove the pg_cron job")
+    parser.set_defaults(handler=run)
 
 
 async def run(args: argparse.Namespace) -> int:
