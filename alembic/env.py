@@ -13,14 +13,14 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from orb_learning.config import sqlalchemy_url
+from orb_learning.config import server_settings, sqlalchemy_url
 from orb_learning.schema import metadata
 
 config = context.config
 target_metadata = metadata
 
 
-def _database_url() -> str:
+def _database_dsn() -> str:
     url = (
         context.get_x_argument(as_dictionary=True).get("dsn")
         or config.attributes.get("dsn")
@@ -31,7 +31,7 @@ def _database_url() -> str:
             "orb-learning: no database given. Set ORB_LEARNING_DATABASE_URL=postgresql://... "
             "or pass `alembic -x dsn=postgresql://... upgrade head`."
         )
-    return sqlalchemy_url(url)
+    return url
 
 
 def _include_object(
@@ -60,7 +60,10 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(_database_url())
+    dsn = _database_dsn()
+    engine = create_async_engine(
+        sqlalchemy_url(dsn), connect_args={"server_settings": server_settings(dsn)}
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)
@@ -71,7 +74,7 @@ async def _run_async() -> None:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=_database_url(),
+        url=sqlalchemy_url(_database_dsn()),
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},

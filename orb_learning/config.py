@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigurationError
 
@@ -118,11 +118,14 @@ def _int_env(name: str) -> int:
 
 def validate_dsn(dsn: str) -> None:
     """Reject what is clearly not a PostgreSQL URL, with the fix in the message."""
-    scheme = urlsplit(dsn).scheme.split("+", 1)[0]
-    if scheme not in ("postgresql", "postgres"):
-        raise ConfigurationError(
-            f"not a PostgreSQL URL: {redact(dsn)!r}; expected postgresql://user:password@host:port/db"
-        )
+    expected = "expected postgresql://user:password@host:port/db"
+    parts = urlsplit(dsn)
+    if parts.scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"not a PostgreSQL URL: {redact(dsn)!r}; {expected}")
+    try:
+        parts.port  # noqa: B018  (parsing it is the check)
+    except ValueError:
+        raise ConfigurationError(f"invalid port in {redact(dsn)!r}; {expected}") from None
 
 
 def asyncpg_dsn(dsn: str) -> str:
@@ -131,10 +134,27 @@ def asyncpg_dsn(dsn: str) -> str:
     return urlunsplit(parts._replace(scheme="postgresql"))
 
 
+_CONNECTION_PARAMETERS = frozenset(
+    {"host", "port", "user", "password", "dbname", "database", "passfile", "service",
+     "servicefile", "ssl", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl",
+     "sslpassword", "ssl_min_protocol_version", "ssl_max_protocol_version",
+     "target_session_attrs", "krbsrvname", "gsslib", "direct_tls"}
+)  # fmt: skip
+
+
 def sqlalchemy_url(dsn: str) -> str:
-    """The URL as SQLAlchemy's asyncpg dialect wants it (``postgresql+asyncpg://``)."""
+    """The URL as SQLAlchemy's asyncpg dialect wants it (``postgresql+asyncpg://``), without
+    the server settings of the query string (see :func:`server_settings`)."""
     parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+    kept = [(k, v) for k, v in parse_qsl(parts.query) if k in _CONNECTION_PARAMETERS]
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg", query=urlencode(kept)))
+
+
+def server_settings(dsn: str) -> dict[str, str]:
+    """Query parameters that asyncpg sends as server settings (e.g. ``application_name``);
+    SQLAlchemy would pass them as connect() arguments, so they travel apart."""
+    query = urlsplit(dsn).query
+    return {k: v for k, v in parse_qsl(query) if k not in _CONNECTION_PARAMETERS}
 
 
 def redact(dsn: str) -> str:

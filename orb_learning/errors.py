@@ -65,11 +65,19 @@ def translate(exc: BaseException) -> OrbLearningError:
     sqlstate: str | None = getattr(exc, "sqlstate", None)
     message = _describe(exc)
     result: OrbLearningError
-    if isinstance(exc, OSError | ConnectionError) or (
+    if sqlstate == "0A000" and "vector" in str(exc):
+        result = SchemaNotReadyError(
+            f"pgvector is not installed on this server ({message}): use a server with the "
+            "vector extension (e.g. the pgvector/pgvector:pg18 image, or the "
+            "postgresql-NN-pgvector package), or the embedded server"
+        )
+    elif isinstance(exc, OSError | ConnectionError) or (
         sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_CLASSES)
     ):
         result = DatabaseUnavailableError(
-            f"PostgreSQL is unavailable: {message}", sqlstate=sqlstate
+            f"PostgreSQL is unavailable: {message}; check that the server is running and that "
+            "--dsn / ORB_LEARNING_DATABASE_URL points at it",
+            sqlstate=sqlstate,
         )
     elif sqlstate is not None and sqlstate.startswith("23"):
         result = IntegrityError(message, sqlstate=sqlstate)
@@ -77,6 +85,18 @@ def translate(exc: BaseException) -> OrbLearningError:
         result = DatabaseError(message, sqlstate=sqlstate)
     result.__cause__ = exc
     return result
+
+
+def driver_error(exc: BaseException) -> BaseException | None:
+    """The asyncpg or OS error behind ``exc`` (SQLAlchemy and Alembic wrap them), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if is_translatable(current):
+            return current
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None
 
 
 def is_translatable(exc: BaseException) -> bool:

@@ -10,8 +10,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import redact, sqlalchemy_url
-from .errors import SchemaNotReadyError
+from .config import redact, server_settings, sqlalchemy_url
+from .errors import SchemaNotReadyError, driver_error, translate
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -60,36 +60,55 @@ async def downgrade(dsn: str, revision: str) -> None:
     await _run(dsn, "downgrade", revision)
 
 
-async def _run(dsn: str, action: str, revision: str) -> None:
+async def run_command(dsn: str, action: str, *args: object, **kwargs: object) -> None:
+    """Any ``alembic.command`` (``current``, ``history``...) on ``dsn``, sharing one
+    connection with env.py, from inside a running event loop."""
+    await _run(dsn, action, *args, **kwargs)
+
+
+async def current_revision(dsn: str) -> str | None:
+    """The database's revision, or None when it is not migrated."""
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        value: str | None = await connection.fetchval("SELECT version_num FROM alembic_version")
+        return value
+    except asyncpg.UndefinedTableError:
+        return None
+    finally:
+        await connection.close()
+
+
+async def _run(dsn: str, action: str, *args: object, **kwargs: object) -> None:
     from alembic import command
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(sqlalchemy_url(dsn))
+    engine = create_async_engine(
+        sqlalchemy_url(dsn), connect_args={"server_settings": server_settings(dsn)}
+    )
     try:
         async with engine.begin() as connection:
             config = alembic_config(dsn)
 
             def run(sync_connection: object) -> None:
                 config.attributes["connection"] = sync_connection
-                getattr(command, action)(config, revision)
+                getattr(command, action)(config, *args, **kwargs)
 
             await connection.run_sync(run)
+    except Exception as exc:
+        cause = driver_error(exc)
+        if cause is None:
+            raise
+        raise translate(cause) from exc
     finally:
         await engine.dispose()
 
 
 async def check_revision(dsn: str) -> None:
     """Refuse a database that is not at this library's head revision."""
-    import asyncpg
-
     head = head_revision()
-    connection = await asyncpg.connect(dsn)
-    try:
-        current = await connection.fetchval("SELECT version_num FROM alembic_version")
-    except asyncpg.UndefinedTableError:
-        current = None
-    finally:
-        await connection.close()
+    current = await current_revision(dsn)
     if current != head:
         state = "not migrated" if current is None else f"at revision {current}"
         raise SchemaNotReadyError(

@@ -16,9 +16,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..errors import OrbLearningError
+from ..errors import ConfigurationError, OrbLearningError, driver_error, translate
 
-COMMAND_MODULES = ("demo", "refresh")
+COMMAND_MODULES = ("demo", "db", "read", "refresh", "psql")
 """The modules of this package that add a subcommand, in the order of --help."""
 
 
@@ -51,10 +51,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = asyncio.run(args.handler(args))
         return status
-    except OrbLearningError as exc:
-        if args.verbose:
+    except Exception as exc:
+        error = _explain(exc)
+        if error is None or args.verbose:
             raise
-        print(f"orb-learning: {exc}", file=sys.stderr)
+        print(f"orb-learning: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _explain(exc: Exception) -> OrbLearningError | None:
+    """The one-line error a user should see, or None for a bug (shown as a traceback)."""
+    if isinstance(exc, OrbLearningError):
+        return exc
+    cause = driver_error(exc)
+    if cause is not None:
+        return translate(cause)
+    if isinstance(exc, ValueError) and "dsn" in str(exc).lower():
+        return ConfigurationError(f"invalid database URL: {exc}")
+    return None

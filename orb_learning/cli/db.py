@@ -1,0 +1,84 @@
+"""``orb-learning db ...``: the schema's lifecycle through Alembic's own API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import migrations
+from ..config import redact
+from ..validate import validate
+from .common import add_json_flag, resolve_dsn, show, show_json
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("db", help="migrate, inspect, validate or reset the schema")
+    actions = parser.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = actions.add_parser("upgrade", help="alembic upgrade (default: head)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    downgrade = actions.add_parser("downgrade", help="alembic downgrade REVISION (e.g. base, -1)")
+    downgrade.add_argument("revision")
+    actions.add_parser("current", help="the database's revision")
+    actions.add_parser("history", help="the migrations, newest first")
+    check = actions.add_parser("validate", help="check everything the store needs; exit 1 if not")
+    add_json_flag(check)
+    reset = actions.add_parser("reset", help="drop everything and migrate again (asks first)")
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.set_defaults(handler=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    dsn = await resolve_dsn(args)
+    action = args.db_command
+    if action == "upgrade":
+        await migrations.upgrade(dsn, args.revision)
+        print(f"upgraded to {await migrations.current_revision(dsn)}")
+    elif action == "downgrade":
+        await migrations.downgrade(dsn, args.revision)
+        print(f"downgraded to {await migrations.current_revision(dsn) or 'base'}")
+    elif action == "current":
+        current = await migrations.current_revision(dsn)
+        head = migrations.head_revision()
+        print(f"{current or 'base (not migrated)'}{' (head)' if current == head else ''}")
+    elif action == "history":
+        await migrations.run_command(dsn, "history", verbose=False)
+    elif action == "validate":
+        return await _validate(args, dsn)
+    elif action == "reset":
+        return await _reset(args, dsn)
+    return 0
+
+
+async def _validate(args: argparse.Namespace, dsn: str) -> int:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        checks = await validate(connection)
+    finally:
+        await connection.close()
+    rows = [
+        {"check": c.what, "status": "ok" if c.ok else "MISSING", "detail": c.detail} for c in checks
+    ]
+    missing = sum(not c.ok for c in checks)
+    if args.json:
+        show_json({"ok": missing == 0, "checks": rows})
+    else:
+        show(args, rows, ["check", "status", "detail"])
+        print(f"\n{'all present' if not missing else f'{missing} missing'} ({redact(dsn)})")
+    return 1 if missing else 0
+
+
+async def _reset(args: argparse.Namespace, dsn: str) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("orb-learning: reset drops every table; pass --yes to confirm", file=sys.stderr)
+            return 2
+        answer = input(f"Drop all orb-learning data in {redact(dsn)} and recreate? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return 1
+    await migrations.downgrade(dsn, "base")
+    await migrations.upgrade(dsn)
+    print(f"reset: the schema is at {await migrations.current_revision(dsn)}, empty")
+    return 0

@@ -1,0 +1,129 @@
+"""``orb-learning similar | tiers | pools | patterns | stats``: the store's answers on a
+terminal, or as JSON for scripts."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_json_flag, open_database, show, show_json
+
+SIMILAR = ["similarity", "task_type", "repo", "model_tier", "success", "timestamp",
+           "task_description", "solution_summary"]  # fmt: skip
+TIERS = ["model_tier", "task_type", "total_executions", "success_rate", "avg_duration",
+         "avg_cost", "avg_quality"]  # fmt: skip
+POOLS = ["pool_type", "total_tasks", "success_rate", "avg_duration", "avg_cost"]
+PATTERNS = ["solution_summary", "usage_count", "success_rate", "avg_quality", "repos"]
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    similar = commands.add_parser("similar", help="executions similar to a task description")
+    similar.add_argument("text")
+    similar.add_argument("--repo")
+    similar.add_argument("--limit", type=int, default=10)
+    similar.add_argument("--days-back", type=int, default=90)
+    similar.add_argument("--threshold", type=float, default=0.7)
+    similar.set_defaults(handler=_similar)
+    for name, days, handler, what in (
+        ("tiers", 30, _tiers, "model tier performance"),
+        ("pools", 7, _pools, "worker pool performance"),
+    ):
+        parser = commands.add_parser(name, help=what)
+        parser.add_argument("--repo")
+        parser.add_argument("--days-back", type=int, default=days)
+        _add_fresh_flag(parser)
+        parser.set_defaults(handler=handler)
+    patterns = commands.add_parser("patterns", help="top solution patterns")
+    patterns.add_argument("--repo")
+    patterns.add_argument("--min-usage", type=int, default=5)
+    patterns.add_argument("--limit", type=int, default=10)
+    _add_fresh_flag(patterns)
+    patterns.set_defaults(handler=_patterns)
+    stats = commands.add_parser("stats", help="row counts, sizes, date range, view freshness")
+    add_json_flag(stats)
+    stats.set_defaults(handler=_stats)
+    for parser in (similar, patterns, *_windowed(commands)):
+        add_json_flag(parser)
+
+
+def _windowed(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> list[argparse.ArgumentParser]:
+    return [commands.choices["tiers"], commands.choices["pools"]]
+
+
+def _add_fresh_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--views-only",
+        dest="fresh",
+        action="store_false",
+        help="read the materialized views alone (skip rows stored since the last refresh)",
+    )
+
+
+async def _similar(args: argparse.Namespace) -> int:
+    async with open_database(args, needs_model=True) as db:
+        rows = await db.find_similar_executions(
+            args.text,
+            repo=args.repo,
+            limit=args.limit,
+            days_back=args.days_back,
+            threshold=args.threshold,
+        )
+    show(args, rows, SIMILAR)
+    return 0
+
+
+async def _tiers(args: argparse.Namespace) -> int:
+    async with open_database(args) as db:
+        rows = await db.get_tier_performance(args.repo, args.days_back, fresh=args.fresh)
+    show(args, rows, TIERS)
+    return 0
+
+
+async def _pools(args: argparse.Namespace) -> int:
+    async with open_database(args) as db:
+        rows = await db.get_pool_performance(args.repo, args.days_back, fresh=args.fresh)
+    show(args, rows, POOLS)
+    return 0
+
+
+async def _patterns(args: argparse.Namespace) -> int:
+    async with open_database(args) as db:
+        rows = await db.get_solution_patterns(
+            args.repo, args.min_usage, args.limit, fresh=args.fresh
+        )
+    show(args, rows, PATTERNS)
+    return 0
+
+
+STATS_SQL = """\
+SELECT (SELECT count(*) FROM executions) AS executions,
+       (SELECT count(*) FROM feedback) AS feedback,
+       (SELECT count(*) FROM telemetry_dead_letters) AS dead_letters,
+       (SELECT min("timestamp") FROM executions) AS first_execution,
+       (SELECT max("timestamp") FROM executions) AS last_execution,
+       pg_table_size('executions') AS table_bytes,
+       pg_indexes_size('executions') AS index_bytes,
+       pg_total_relation_size('executions') AS total_bytes,
+       pg_database_size(current_database()) AS database_bytes"""
+
+
+async def _stats(args: argparse.Namespace) -> int:
+    async with open_database(args) as db:
+        async with db.connection() as connection:
+            totals = dict(await connection.fetchrow(STATS_SQL))
+        freshness = await db.view_freshness()
+    if args.json:
+        show_json({**totals, "views": freshness})
+        return 0
+    rows = [{"metric": key, "value": _human(key, value)} for key, value in totals.items()]
+    show(args, rows, ["metric", "value"])
+    print()
+    show(args, freshness, ["view_name", "last_refreshed_at", "age", "rows", "watermark"])
+    return 0
+
+
+def _human(key: str, value: object) -> object:
+    if key.endswith("_bytes") and isinstance(value, int):
+        return f"{value / 1024 / 1024:,.1f} MiB"
+    return value

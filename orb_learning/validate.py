@@ -1,0 +1,136 @@
+"""Everything the store needs from its database, checked one by one (``orb-learning db
+validate``): the extension and its version, the tables, their columns and constraints,
+every index (HNSW included), the views and their unique indexes, the refresh function and
+the Alembic revision. Each check says what it found, so a missing piece is named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import migrations
+from .routines import REFRESH_FUNCTION
+from .schema import metadata
+from .views import CURRENT_VIEWS
+
+if TYPE_CHECKING:
+    import asyncpg
+
+MIN_PGVECTOR = (0, 8)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One requirement: ``ok`` when present and right, with what was found."""
+
+    what: str
+    ok: bool
+    detail: str = ""
+
+
+async def validate(connection: asyncpg.Connection) -> list[Check]:
+    """All the checks, in reading order; nothing is changed."""
+    checks = [await _pgvector(connection), await _revision(connection)]
+    for table in metadata.sorted_tables:
+        checks += await _table(connection, table.name, [c.name for c in table.columns])
+        checks += await _constraints(
+            connection, table.name, [str(c.name) for c in table.constraints if c.name]
+        )
+        checks += await _indexes(connection, table.name, [i.name for i in table.indexes if i.name])
+    checks += await _hnsw(connection)
+    for view in CURRENT_VIEWS:
+        checks += await _view(connection, view.name, view.unique_index)
+    exists = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = $1)", REFRESH_FUNCTION
+    )
+    checks.append(
+        Check(f"function {REFRESH_FUNCTION}()", bool(exists), "" if exists else "missing")
+    )
+    return checks
+
+
+async def _pgvector(connection: asyncpg.Connection) -> Check:
+    version = await connection.fetchval(
+        "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+    )
+    if version is None:
+        return Check("extension vector (pgvector)", False, "not installed in this database")
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    ok = numbers >= MIN_PGVECTOR
+    wanted = ".".join(map(str, MIN_PGVECTOR))
+    return Check("extension vector (pgvector)", ok, version if ok else f"{version} < {wanted}")
+
+
+async def _revision(connection: asyncpg.Connection) -> Check:
+    head = migrations.head_revision()
+    try:
+        current = await connection.fetchval("SELECT version_num FROM alembic_version")
+    except Exception:
+        current = None
+    detail = f"{current or 'not migrated'} (head is {head})"
+    return Check("Alembic revision at head", current == head, detail)
+
+
+async def _table(connection: asyncpg.Connection, table: str, columns: list[str]) -> list[Check]:
+    found = await connection.fetch(
+        "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute "
+        "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+        f"public.{table}",
+    )
+    if not found:
+        return [Check(f"table {table}", False, "missing")]
+    have = {row["attname"]: row["type"] for row in found}
+    missing = [c for c in columns if c not in have]
+    detail = f"missing columns: {', '.join(missing)}" if missing else f"{len(columns)} columns"
+    checks = [Check(f"table {table}", not missing, detail)]
+    if table == "executions" and "embedding" in have:
+        ok = have["embedding"] == "vector(384)"
+        checks.append(Check("executions.embedding is vector(384)", ok, have["embedding"]))
+    return checks
+
+
+async def _constraints(connection: asyncpg.Connection, table: str, names: list[str]) -> list[Check]:
+    found = {
+        row["conname"]
+        for row in await connection.fetch(
+            "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass($1)",
+            f"public.{table}",
+        )
+    }
+    missing = sorted(set(names) - found)
+    detail = f"missing: {', '.join(missing)}" if missing else f"{len(names)} present"
+    return [Check(f"constraints of {table}", not missing, detail)]
+
+
+async def _indexes(connection: asyncpg.Connection, table: str, names: list[str]) -> list[Check]:
+    found = {
+        row["indexname"]
+        for row in await connection.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1",
+            table,
+        )
+    }
+    return [
+        Check(f"index {name}", name in found, "" if name in found else "missing") for name in names
+    ]
+
+
+async def _hnsw(connection: asyncpg.Connection) -> list[Check]:
+    definition = await connection.fetchval(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_executions_embedding_hnsw'"
+    )
+    ok = bool(definition) and "hnsw" in definition and "vector_cosine_ops" in definition
+    return [Check("HNSW index uses cosine ops", ok, "" if ok else f"found: {definition}")]
+
+
+async def _view(connection: asyncpg.Connection, name: str, unique_index: str) -> list[Check]:
+    exists = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_matviews WHERE matviewname = $1)", name
+    )
+    unique = await connection.fetchval(
+        "SELECT indexdef LIKE 'CREATE UNIQUE%' FROM pg_indexes WHERE indexname = $1", unique_index
+    )
+    return [
+        Check(f"materialized view {name}", bool(exists), "" if exists else "missing"),
+        Check(f"unique index {unique_index}", bool(unique), "" if unique else "missing"),
+    ]

@@ -1,0 +1,170 @@
+"""The orb-learning command, end to end in subprocesses, on the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orb_learning import LearningDatabase, migrations, sample
+from tests.test_store import unit_vectors
+
+
+def cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "ORB_LEARNING_DATABASE_URL"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "orb_learning.cli", *args],
+        input=stdin,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.fixture
+async def seeded_url(database_url: str, embedder: object) -> str:
+    async with LearningDatabase(database_url, embedder=embedder) as db:  # type: ignore[arg-type]
+        records = sample.generate(300, seed=3)
+        await db.store_executions(records, embeddings=unit_vectors(300))
+        await db.store_executions(sample.generate(5, seed=4))  # real embeddings, for `similar`
+        await db.refresh_views()
+    return database_url
+
+
+async def test_db_lifecycle_commands(empty_database_url: str) -> None:
+    url = empty_database_url
+    assert cli("--dsn", url, "db", "current").stdout.startswith("base")
+    invalid = cli("--dsn", url, "db", "validate", "--json")
+    assert invalid.returncode == 1
+    report = json.loads(invalid.stdout)
+    assert report["ok"] is False and any(c["status"] == "MISSING" for c in report["checks"])
+
+    assert cli("--dsn", url, "db", "upgrade").returncode == 0
+    head = migrations.head_revision()
+    assert cli("--dsn", url, "db", "current").stdout.strip() == f"{head} (head)"
+    valid = cli("--dsn", url, "db", "validate")
+    assert valid.returncode == 0, valid.stdout
+    for needed in (
+        "extension vector",
+        "idx_executions_embedding_hnsw",
+        "tier_performance_mv",
+        "uq_solution_patterns_mv",
+        "orb_learning_refresh_views",
+        "revision at head",
+    ):
+        assert needed in valid.stdout  # fmt: skip
+    assert "MISSING" not in valid.stdout
+
+    history = cli("--dsn", url, "db", "history")
+    assert history.returncode == 0 and "0001" in history.stdout and head in history.stdout
+    assert cli("--dsn", url, "db", "downgrade", "base").returncode == 0
+    assert cli("--dsn", url, "db", "current").stdout.startswith("base")
+
+
+async def test_validate_names_what_is_missing(database_url: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(database_url)
+    await connection.execute("DROP INDEX idx_executions_embedding_hnsw")
+    await connection.close()
+    result = cli("--dsn", database_url, "db", "validate")
+    assert result.returncode == 1
+    line = next(
+        line for line in result.stdout.splitlines() if "index idx_executions_embedding_hnsw" in line
+    )
+    assert "MISSING" in line
+
+
+async def test_reset_asks_unless_yes(database_url: str, seeded_url: str) -> None:
+    refused = cli("--dsn", database_url, "db", "reset")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    done = cli("--dsn", database_url, "db", "reset", "--yes")
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(cli("--dsn", database_url, "stats", "--json").stdout)
+    assert stats["executions"] == 0
+
+
+async def test_read_commands_print_tables_and_json(seeded_url: str) -> None:
+    url = seeded_url
+    similar = ["similar", "Optimize slow queries in the caching layer", "--threshold", "0.3"]
+    for command in ([*similar, "--days-back", "400"], ["tiers", "--days-back", "365"],
+                    ["pools", "--days-back", "30"], ["patterns", "--min-usage", "1"]):  # fmt: skip
+        table = cli("--dsn", url, *command)
+        assert table.returncode == 0, table.stderr
+        assert "-----" in table.stdout
+        as_json = cli("--dsn", url, *command, "--json")
+        rows = json.loads(as_json.stdout)  # JSON alone on stdout
+        assert isinstance(rows, list) and rows, command
+    tiers = json.loads(cli("--dsn", url, "tiers", "--days-back", "365", "--json").stdout)
+    assert sum(r["total_executions"] for r in tiers) == 305
+    stats = json.loads(cli("--dsn", url, "stats", "--json").stdout)
+    assert stats["executions"] == 305 and stats["total_bytes"] > 0
+    assert {v["view_name"] for v in stats["views"]} == {
+        "tier_performance_mv", "pool_performance_mv", "solution_patterns_mv"
+    }  # fmt: skip
+    human = cli("--dsn", url, "stats")
+    assert "MiB" in human.stdout and "last_refreshed_at" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("dsn", "expected"),
+    [
+        ("postgresql://u:secret@127.0.0.1:1/x", "PostgreSQL is unavailable"),
+        ("postgresql://u:secret@localhost:notaport/x", "invalid port"),
+        ("mysql://u:secret@host/db", "not a PostgreSQL URL"),
+    ],
+)
+def test_errors_are_one_line_with_the_fix_and_no_password(dsn: str, expected: str) -> None:
+    for command in (["tiers"], ["db", "current"], ["stats", "--json"]):
+        result = cli("--dsn", dsn, *command)
+        assert result.returncode == 1
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr and "secret" not in result.stderr + result.stdout
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_not_migrated_says_how_to_fix(empty_database_url: str) -> None:
+    result = cli("--dsn", empty_database_url, "tiers")
+    assert result.returncode == 1 and "alembic upgrade head" in result.stderr
+    verbose = cli("--dsn", empty_database_url, "-v", "tiers")
+    assert "Traceback" in verbose.stderr  # -v shows it
+
+
+async def test_pgvector_missing_is_explained(empty_database_url: str, tmp_path: Path) -> None:
+    """A server without the extension, simulated with PostgreSQL 18's
+    extension_control_path pointing at an empty directory (a per-connection setting)."""
+    without_pgvector = f"{empty_database_url}&extension_control_path={tmp_path}"
+    result = cli("--dsn", without_pgvector, "db", "upgrade")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "pgvector is not installed" in result.stderr
+
+
+async def test_psql_opens_on_the_database(seeded_url: str) -> None:
+    result = cli("--dsn", seeded_url, "psql", stdin="SELECT count(*) AS n FROM executions;\n")
+    assert result.returncode == 0, result.stderr
+    assert "305" in result.stdout
+
+
+def test_help_is_quick_to_load_and_lists_every_command() -> None:
+    result = cli("--help")
+    for command in (
+        "demo",
+        "db",
+        "similar",
+        "tiers",
+        "pools",
+        "patterns",
+        "stats",
+        "refresh",
+        "psql",
+    ):
+        assert command in result.stdout
