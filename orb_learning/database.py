@@ -348,3 +348,17 @@ class LearningDatabase:
         successful refresh, None if never), ``age`` (a timedelta) and ``rows``."""
         async with self._connection() as connection:
             return await refresh.view_freshness(connection)
+
+    # -- retention ---------------------------------------------------------------------
+
+    async def cleanup_old_executions(
+        self, days_to_keep: int = 90, archive_path: str | os.PathLike[str] | None = None
+    ) -> dict[str, Any]:
+        """The first version's retention: delete executions stamped more than
+        ``days_to_keep`` days ago (their feedback with them), oldest first in batches,
+        each archived first to Parquet under the ``archive_path`` directory when given.
+        Returns ``archived_count``, ``deleted_count``, ``days_cleaned`` and details; an
+        interrupted run loses nothing (see :mod:`orb_learning.retention`)."""
+        from . import retention  # imports SQLAlchemy's metadata: only when used
+
+        return await retention.cleanup_old_executions(self, days_to_keep, archive_path)

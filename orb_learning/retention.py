@@ -1,0 +1,329 @@
+"""Retention: archive executions older than a cutoff to Parquet, then delete them in batches.
+
+Rows go oldest first, ``batch_size`` (5,000) per transaction, so the table stays writable.
+Their feedback goes with them (``ON DELETE CASCADE``; it is not archived, the executions keep
+the latest ``user_rating``/``user_accepted``). The analytics views keep the purged buckets
+until their next refresh.
+
+**An interrupted run loses nothing and never archives a row twice.** A batch is one
+transaction that locks its rows (``FOR UPDATE``), writes them to Parquet under a *pending*
+name carrying its transaction id (one file per month, fsynced), deletes them and commits;
+only then is each pending file renamed, atomically, to its final name. So the archive is on
+disk before the delete takes effect, and final files hold exactly rows whose delete
+committed. A batch failing before its commit is rolled back and its pending files removed
+(the rows stay, a later run archives them). Pending files left by a killed run are settled
+first by every archiving run, asking PostgreSQL's commit log (``pg_xact_status``):
+committed -> renamed (the rows live only there), aborted -> removed (the rows are still in
+the table), in progress -> left alone (another run at work); status unknown (too old) ->
+kept for the rows no longer in the table. Final names derive from the content, and a final
+file that exists with the same rows is never written again.
+
+Layout: ``DIR/year=YYYY/month=MM/executions-<first timestamp>-<hash of the ids>.parquet``
+(UTC months, zstd), every column of the table: ``task_id`` and ``metadata`` (JSON) as
+text, timestamps as UTC timestamps, ``embedding`` as ``list<float32>``. Pending files start
+with a dot and end in ``.pending``: DuckDB's ``**/*.parquet`` and pyarrow/pandas datasets
+skip them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import arguments
+from .errors import ConfigurationError
+from .schema import executions as executions_table
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from .database import LearningDatabase
+
+logger = logging.getLogger("orb_learning")
+BATCH_SIZE = 5000
+MAX_DAYS_TO_KEEP = 365_000
+_CASTS = {"Uuid": "::text", "JSONB": "::text", "VECTOR": "::real[]"}
+ARCHIVE_COLUMNS = tuple(c.name for c in executions_table.columns)
+_SELECT_LIST = ", ".join(
+    f'"{c.name}"{_CASTS.get(type(c.type).__name__, "")} AS "{c.name}"'
+    for c in executions_table.columns
+)
+SELECT_BATCH = (
+    f'SELECT {_SELECT_LIST} FROM executions WHERE "timestamp" < $1 '
+    'ORDER BY "timestamp" LIMIT $2 FOR UPDATE'
+)
+DELETE_BATCH = "DELETE FROM executions WHERE task_id = ANY($1::uuid[])"
+XACT_STATUS = "SELECT pg_xact_status($1::text::xid8)"
+COUNT_FEEDBACK = "SELECT count(*) FROM feedback WHERE task_id = ANY($1::uuid[])"
+PLAN = """\
+SELECT to_char(e."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM') AS month, count(*) AS rows,
+       coalesce(sum(f.n), 0)::bigint AS feedback
+FROM executions e
+LEFT JOIN (SELECT task_id, count(*) AS n FROM feedback GROUP BY task_id) f USING (task_id)
+WHERE e."timestamp" < $1 GROUP BY 1 ORDER BY 1"""
+
+
+@dataclass
+class RetentionResult:
+    """What a run did (or, with ``dry_run``, would do)."""
+
+    days_cleaned: int
+    cutoff: datetime
+    dry_run: bool = False
+    archived_count: int = 0
+    deleted_count: int = 0
+    feedback_deleted: int = 0
+    batches: int = 0
+    months: dict[str, int] = field(default_factory=dict)
+    archive_files: list[str] = field(default_factory=list)
+    recovered_files: list[str] = field(default_factory=list)
+    discarded_pending: int = 0
+    pending_files: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Retention:
+    """One retention run over ``db``: rows stamped before now - ``days_to_keep`` days go.
+
+    ``before_commit`` and ``before_publish`` are no-op hooks a subclass may override, e.g.
+    to stop a run at a precise point (the tests simulate interruptions that way).
+    """
+
+    def __init__(
+        self,
+        db: LearningDatabase,
+        *,
+        days_to_keep: int = 90,
+        archive_path: str | os.PathLike[str] | None = None,
+        batch_size: int = BATCH_SIZE,
+        now: datetime | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        arguments.integer("days_to_keep", days_to_keep, minimum=0, maximum=MAX_DAYS_TO_KEEP)
+        arguments.integer("batch_size", batch_size, minimum=1)
+        self.db = db
+        self.days_to_keep = days_to_keep
+        self.cutoff = (now or datetime.now(UTC)) - timedelta(days=days_to_keep)
+        self.archive = None if archive_path is None else Path(archive_path)
+        if self.archive is not None and self.archive.exists() and not self.archive.is_dir():
+            raise ValueError(f"archive path {self.archive} exists and is not a directory")
+        if self.archive is not None and importlib.util.find_spec("pyarrow") is None:
+            raise ConfigurationError("archiving needs pyarrow: pip install 'orb-learning[duckdb]'")
+        self.batch_size = batch_size
+        self._progress = progress
+
+    async def before_commit(self, batch: int) -> None:
+        """Called in batch ``batch``'s transaction after its DELETE; raising rolls it back."""
+
+    async def before_publish(self, batch: int) -> None:
+        """Called after batch ``batch`` committed, before its pending files are renamed."""
+
+    async def plan(self) -> RetentionResult:
+        """What a run would archive and delete, per month; changes nothing."""
+        result = RetentionResult(self.days_to_keep, self.cutoff, dry_run=True)
+        async with self.db.connection() as connection:
+            for row in await connection.fetch(PLAN, self.cutoff):
+                result.months[row["month"]] = row["rows"]
+                result.feedback_deleted += row["feedback"]
+        result.deleted_count = sum(result.months.values())
+        result.archived_count = result.deleted_count if self.archive is not None else 0
+        if self.archive is not None and self.archive.is_dir():
+            result.pending_files = len(_pending_files(self.archive))  # a run settles them
+        return result
+
+    async def run(self) -> RetentionResult:
+        """Settle pending archive files, then archive and delete batch after batch."""
+        result = RetentionResult(self.days_to_keep, self.cutoff)
+        if self.archive is not None:
+            self.archive.mkdir(parents=True, exist_ok=True)
+            await self._settle(result)
+        total = (await self.plan()).deleted_count if self._progress is not None else 0
+        while await self._batch(result.batches + 1, result):
+            result.batches += 1
+            if self._progress is not None:
+                self._progress(result.deleted_count, max(total, result.deleted_count))
+        return result
+
+    async def _batch(self, number: int, result: RetentionResult) -> bool:
+        """One batch; False when no row is left before the cutoff."""
+        pending: list[Path] = []
+        async with self.db.connection() as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                xid = await connection.fetchval("SELECT pg_current_xact_id()::text")
+                rows = await connection.fetch(SELECT_BATCH, self.cutoff, self.batch_size)
+                if not rows:
+                    await transaction.rollback()
+                    return False
+                ids = [row["task_id"] for row in rows]
+                if self.archive is not None:
+                    pending = await asyncio.to_thread(_write_pending, self.archive, rows, xid)
+                feedback = await connection.fetchval(COUNT_FEEDBACK, ids)
+                deleted = int((await connection.execute(DELETE_BATCH, ids)).split()[-1])
+                if deleted != len(rows):
+                    raise RuntimeError(f"deleted {deleted} of {len(rows)} locked rows")
+                await self.before_commit(number)
+            except BaseException:
+                with suppress(Exception):
+                    await transaction.rollback()
+                for path in pending:
+                    path.unlink(missing_ok=True)
+                raise
+            await transaction.commit()  # if this fails, the pending files wait to be settled
+        await self.before_publish(number)
+        for path in pending:
+            result.archive_files.append(str(await asyncio.to_thread(_publish, path)))
+        result.archived_count += len(rows) if pending else 0
+        result.deleted_count += deleted
+        result.feedback_deleted += feedback
+        for month, count in Counter(_month(row["timestamp"]) for row in rows).items():
+            result.months[month] = result.months.get(month, 0) + count
+        return True
+
+    async def _settle(self, result: RetentionResult) -> None:
+        """Finish or discard the pending files of earlier runs (see the module docstring)."""
+        import asyncpg
+
+        assert self.archive is not None
+        async with self.db.connection() as connection:
+            for path in _pending_files(self.archive):
+                try:  # committed, aborted, in progress, or None when too old to be known
+                    status = await connection.fetchval(XACT_STATUS, path.name.split(".")[-2])
+                except asyncpg.PostgresError:  # not a transaction of this server's past
+                    status = None
+                if status == "in progress":
+                    continue  # another run's batch, in flight
+                # committed: publish; aborted: drop; unknown: keep the rows no longer stored
+                keep = status == "committed" if status else await _keep_absent(connection, path)
+                if keep:
+                    final = await asyncio.to_thread(_publish, path)
+                    result.recovered_files.append(str(final))
+                    logger.warning("retention: published %s of an interrupted run", final)
+                else:
+                    path.unlink(missing_ok=True)
+                    result.discarded_pending += 1
+
+
+def _month(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m")
+
+
+def _pending_files(archive: Path) -> list[Path]:
+    return sorted(p for p in archive.rglob(".*.pending") if p.is_file())
+
+
+async def _keep_absent(connection: asyncpg.Connection, path: Path) -> bool:
+    """Rewrite ``path`` with its rows absent from the table; False when there are none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = await asyncio.to_thread(pq.read_table, path)
+    ids = table.column("task_id").to_pylist()
+    present = await connection.fetch(
+        "SELECT task_id::text AS id FROM executions WHERE task_id = ANY($1::uuid[])", ids
+    )
+    gone = pc.invert(pc.is_in(table["task_id"], pa.array([r["id"] for r in present], pa.string())))
+    absent = table.filter(gone)
+    if absent.num_rows:
+        await asyncio.to_thread(_write_durably, absent, path)
+    return bool(absent.num_rows)
+
+
+def _arrow_table(rows: Sequence[Any]) -> Any:
+    import pyarrow as pa
+
+    text, stamp, vector = pa.string(), pa.timestamp("us", tz="UTC"), pa.list_(pa.float32())
+    kinds = {"Uuid": text, "Text": text, "JSONB": text, "DateTime": stamp, "VECTOR": vector,
+             "Integer": pa.int32(), "Double": pa.float64(), "Boolean": pa.bool_()}  # fmt: skip
+    schema = pa.schema([(c.name, kinds[type(c.type).__name__]) for c in executions_table.columns])
+    return pa.table({n: [row[n] for row in rows] for n in ARCHIVE_COLUMNS}, schema=schema)
+
+
+def _write_pending(archive: Path, rows: Sequence[Any], xid: str) -> list[Path]:
+    """One pending Parquet file per UTC month of ``rows``, fsynced."""
+    by_month: dict[str, list[Any]] = {}
+    for row in rows:
+        by_month.setdefault(_month(row["timestamp"]), []).append(row)
+    written: list[Path] = []
+    try:
+        for month, group in sorted(by_month.items()):
+            year, month_number = month.split("-")
+            directory = archive / f"year={year}" / f"month={month_number}"
+            directory.mkdir(parents=True, exist_ok=True)
+            first = min(row["timestamp"] for row in group).astimezone(UTC)
+            digest = hashlib.sha256("\n".join(sorted(r["task_id"] for r in group)).encode())
+            final = f"executions-{first:%Y%m%dT%H%M%S}-{digest.hexdigest()[:16]}.parquet"
+            path = directory / f".{final}.{xid}.pending"
+            written.append(path)
+            _write_durably(_arrow_table(group), path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _write_durably(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with open(path, "wb") as handle:
+        pq.write_table(table, handle, compression="zstd")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_directory(path.parent)
+
+
+def _publish(pending: Path) -> Path:
+    """Rename a pending file to its final name, unless that file holds the same rows."""
+    import pyarrow.parquet as pq
+
+    base = pending.name[1:].split(".parquet.")[0]
+    final, suffix = pending.with_name(f"{base}.parquet"), 1
+    while pending.exists():  # else another run published it meanwhile
+        if not final.exists():
+            os.replace(pending, final)
+            _fsync_directory(final.parent)
+        elif pq.read_table(final).equals(pq.read_table(pending)):
+            pending.unlink()
+        else:  # the same task_ids archived before with other values (stored again since)
+            suffix += 1
+            final = pending.with_name(f"{base}-{suffix}.parquet")
+    return final
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a created or renamed entry durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+async def cleanup_old_executions(
+    db: LearningDatabase,
+    days_to_keep: int = 90,
+    archive_path: str | os.PathLike[str] | None = None,
+    *,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, Any]:
+    """The first version's method: ``archived_count``, ``deleted_count``, ``days_cleaned``
+    (== ``days_to_keep``) and the run's details."""
+    retention = Retention(
+        db, days_to_keep=days_to_keep, archive_path=archive_path, batch_size=batch_size
+    )
+    return (await retention.run()).to_dict()
