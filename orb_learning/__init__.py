@@ -24,6 +24,7 @@ from .errors import (
     UnknownExecutionError,
 )
 from .models import ErrorType, ExecutionRecord, FeedbackRecord, QualityPolicy, SolutionRecord
+from .telemetry import InProcessMessageBus, MessageBus, TelemetryCapture
 
 __version__ = "0.2.0"
 
@@ -39,15 +40,18 @@ __all__ = [
     "ErrorType",
     "ExecutionRecord",
     "FeedbackRecord",
+    "InProcessMessageBus",
     "IntegrityError",
     "InvalidRecordError",
     "LearningDatabase",
+    "MessageBus",
     "NotInitializedError",
     "OrbLearningError",
     "QualityPolicy",
     "SchemaNotReadyError",
     "SentenceTransformerEmbedder",
     "SolutionRecord",
+    "TelemetryCapture",
     "UnknownExecutionError",
     "__version__",
 ]

@@ -102,8 +102,10 @@ class LearningDatabase:
         async with self._lock:
             if self._pool is not None:
                 return
+            if self._embedder is None:  # kept: a retried initialize() must not reload it
+                self._embedder = SentenceTransformerEmbedder(self.settings.embedding_model)
             embeddings = AsyncEmbeddingService(
-                self._embedder or SentenceTransformerEmbedder(self.settings.embedding_model),
+                self._embedder,
                 expected_dimension=EMBEDDING_DIMENSION,
                 cache_size=self.settings.query_cache_size,
             )

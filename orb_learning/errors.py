@@ -71,7 +71,7 @@ def translate(exc: BaseException) -> OrbLearningError:
             "vector extension (e.g. the pgvector/pgvector:pg18 image, or the "
             "postgresql-NN-pgvector package), or the embedded server"
         )
-    elif isinstance(exc, OSError | ConnectionError) or (
+    elif _connection_lost(exc) or (
         sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_CLASSES)
     ):
         result = DatabaseUnavailableError(
@@ -85,6 +85,18 @@ def translate(exc: BaseException) -> OrbLearningError:
         result = DatabaseError(message, sqlstate=sqlstate)
     result.__cause__ = exc
     return result
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """The network or the server went away: OS errors, and asyncpg's errors for a
+    connection closed under a statement (they carry no SQLSTATE)."""
+    if isinstance(exc, OSError | ConnectionError):
+        return True
+    import asyncpg
+
+    return isinstance(exc, asyncpg.ConnectionDoesNotExistError) or (
+        isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+    )
 
 
 def driver_error(exc: BaseException) -> BaseException | None:

@@ -45,3 +45,52 @@ def test_refresher_runs_the_refresh_job_after_migrate() -> None:
 
     args = build_parser().parse_args(["refresh", "--every", "5m"])
     assert args.command == "refresh" and args.every.total_seconds() == 300
+
+
+def test_grafana_reader_creates_the_role_the_data_source_uses_after_migrate() -> None:
+    services = compose()["services"]
+    reader = services["grafana-reader"]
+    assert reader["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert reader["restart"] == "no"
+    environment = reader["environment"]
+    url = services["migrate"]["environment"]["ORB_LEARNING_DATABASE_URL"]
+    assert environment["ORB_LEARNING_DATABASE_URL"] == url
+    assert "${ORB_LEARNING_GRAFANA_DB_PASSWORD" in environment["ORB_LEARNING_GRAFANA_DB_PASSWORD"]
+    # the same light install as migrate, then the grant command of this package
+    install, _, invocation = reader["command"].partition(" && exec python -m orb_learning.cli ")
+    assert install == services["migrate"]["command"].partition(" && ")[0]
+    from orb_learning.cli import build_parser
+
+    args = build_parser().parse_args(invocation.strip().rstrip('"').split())
+    source = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/orb-learning.yaml").read_text()
+    )["datasources"][0]
+    assert args.command == "grant-reader" and args.role == source["user"]
+    assert args.password_env == "ORB_LEARNING_GRAFANA_DB_PASSWORD"
+    assert source["secureJsonData"]["password"] == "${ORB_LEARNING_GRAFANA_DB_PASSWORD}"
+
+
+def test_grafana_is_provisioned_read_only_and_starts_after_its_role() -> None:
+    grafana = compose()["services"]["grafana"]
+    assert grafana["image"].startswith("grafana/grafana-oss:")
+    assert grafana["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert grafana["depends_on"]["grafana-reader"]["condition"] == "service_completed_successfully"
+    environment = grafana["environment"]
+    assert environment["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert environment["GF_SECURITY_ADMIN_PASSWORD"].startswith("${")  # from the environment
+    reader = compose()["services"]["grafana-reader"]["environment"]
+    variable = "ORB_LEARNING_GRAFANA_DB_PASSWORD"
+    assert environment[variable] == reader[variable]  # Grafana logs in with what was set
+    mounts = {}
+    for volume in grafana["volumes"]:
+        source, target, mode = volume.split(":")
+        assert mode == "ro" and (ROOT / source).is_dir(), volume
+        mounts[target] = source
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    provider = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/orb-learning.yaml").read_text()
+    )["providers"][0]
+    dashboards = ROOT / mounts[provider["options"]["path"]]
+    assert (dashboards / "orb-learning.json").is_file()
+    home = environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{provider['options']['path']}/orb-learning.json"

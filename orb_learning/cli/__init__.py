@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from ..errors import ConfigurationError, OrbLearningError, driver_error, translate
 
-COMMAND_MODULES = ("demo", "db", "read", "refresh", "psql", "import_duckdb", "retention")
+COMMAND_MODULES = ("demo", "db", "read", "refresh", "psql", "roles", "import_duckdb", "retention")
 """The modules of this package that add a subcommand, in the order of --help."""
 
 

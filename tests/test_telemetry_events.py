@@ -1,0 +1,219 @@
+"""How events become records (no database needed): keys, fallbacks and derived fields."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orb_learning import ErrorType, ExecutionRecord
+from orb_learning.telemetry import (
+    EXECUTION_OUTCOME,
+    POOL_EXECUTION_COMPLETE,
+    POOL_EXECUTION_START,
+    ROUTING_DECISION,
+)
+from orb_learning.telemetry.correlate import Correlator
+from orb_learning.telemetry.events import BadEvent, parse_half
+from orb_learning.telemetry.jsonable import jsonable
+from tests.test_telemetry_support import ModelRouting, ModelTier
+
+NOW = datetime(2026, 5, 2, 9, 30, tzinfo=UTC)
+TASK = {"type": "test", "description": "Add tests for the parser", "repo": "mahavishnu"}
+
+
+def correlate(*events: tuple[str, dict[str, Any]]) -> ExecutionRecord:
+    correlator = Correlator(ttl=60)
+    result = None
+    for event_type, data in events:
+        result = correlator.add(parse_half(event_type, data, NOW))
+    assert isinstance(result, ExecutionRecord), result
+    assert len(correlator) == 0
+    return result
+
+
+def routing(task_id: uuid.UUID, routing: Any, **task: Any) -> tuple[str, dict[str, Any]]:
+    return ROUTING_DECISION, {"task_id": task_id, "routing": routing, "task_data": {**TASK, **task}}
+
+
+def test_the_routers_object_with_an_enum_tier_and_derived_cost() -> None:
+    task_id = uuid.uuid4()
+    router = ModelRouting(ModelTier.LARGE, "opus", 0.9, 81, "hard task", cost_per_1k_tokens=0.015)
+    record = correlate(
+        routing(task_id, router, files=["a.py", "b.py"], estimated_tokens=4000),
+        (EXECUTION_OUTCOME, {"task_id": str(task_id), "success": True, "duration": 12.5}),
+    )
+    assert (record.model_tier, record.routing_confidence, record.complexity_score) == (
+        "large",
+        0.9,
+        81,
+    )
+    assert record.cost_estimate == pytest.approx(0.06)  # 4000 / 1000 * 0.015
+    assert (record.file_count, record.estimated_tokens, record.duration_seconds) == (2, 4000, 12.5)
+    assert record.metadata == {"model": "opus", "routing_reason": "hard task"}
+    assert record.pool_type == "unknown" and record.timestamp == NOW
+    assert record.user_rating is None and record.user_accepted is None
+
+
+def test_a_pool_result_gives_success_duration_error_and_pool() -> None:
+    task_id = uuid.uuid4()
+    result = {
+        "task_id": task_id,
+        "pool_id": "pool-7",
+        "worker_id": "w-2",
+        "status": "failed",
+        "output": "",
+        "error": "Validation failed: missing field",
+        "duration": 3.0,
+    }
+    record = correlate(
+        (POOL_EXECUTION_COMPLETE, result), routing(task_id, {"tier": "small", "confidence": 0.4})
+    )
+    assert record.success is False and record.duration_seconds == 3.0
+    assert record.error_type is ErrorType.VALIDATION
+    assert record.error_message == "Validation failed: missing field"
+    assert record.pool_type == "pool-7" and record.actual_cost == 0.0
+    assert record.metadata == {"pool_id": "pool-7", "worker_id": "w-2"}
+
+
+def test_the_duration_comes_from_the_pool_start_when_not_given() -> None:
+    task_id = uuid.uuid4()
+    correlator = Correlator(ttl=60)
+    outcome = {"task_id": task_id, "status": "completed", "timestamp": NOW.timestamp() + 42}
+    for event_type, data in (
+        routing(task_id, {"model_tier": "medium", "routing_confidence": 0.7, "pool": "gpu"}),
+        (EXECUTION_OUTCOME, outcome),
+    ):
+        assert correlator.add(parse_half(event_type, data, NOW)) is None  # waits for the start
+    start = {"task_id": task_id, "pool_id": "p", "timestamp": NOW.isoformat()}
+    record = correlator.add(parse_half(POOL_EXECUTION_START, start, NOW))
+    assert isinstance(record, ExecutionRecord)
+    assert record.duration_seconds == pytest.approx(42.0)
+    assert record.success is True and record.pool_type == "gpu"
+
+
+@pytest.mark.parametrize(
+    ("routing_pool", "outcome_pool", "start_pool", "expected"),
+    [
+        ("r", "o", "s", "r"),
+        (None, "o", "s", "o"),
+        (None, None, "s", "s"),
+        (None, None, None, "pool-id"),
+    ],
+)
+def test_pool_type_precedence(
+    routing_pool: str | None, outcome_pool: str | None, start_pool: str | None, expected: str
+) -> None:
+    task_id = uuid.uuid4()
+    decision = {"tier": "small", "confidence": 0.5, "pool": routing_pool}
+    outcome = {"task_id": task_id, "success": True, "duration_seconds": 1.0}
+    start = {"task_id": task_id, "pool_id": "pool-id", "pool_type": start_pool}
+    record = correlate(
+        (POOL_EXECUTION_START, start),
+        routing(task_id, decision),
+        (EXECUTION_OUTCOME, {**outcome, "pool_type": outcome_pool}),
+    )
+    assert record.pool_type == expected
+
+
+def test_explicit_values_win_and_timestamps_take_every_form() -> None:
+    task_id = uuid.uuid4()
+    decision = {
+        "tier": "medium",
+        "confidence": 0.8,
+        "estimated_cost": 0.5,
+        "cost_per_1k_tokens": 99.0,
+        "complexity_score": 64.6,
+    }
+    naive = datetime(2026, 1, 1, 8, 0)
+    event_type, data = routing(task_id, decision)
+    record = correlate(
+        (event_type, {**data, "timestamp": naive}),
+        (
+            EXECUTION_OUTCOME,
+            {"task_id": task_id, "success": True, "duration_seconds": 1, "cost": 0.7},
+        ),
+    )
+    assert record.cost_estimate == 0.5 and record.actual_cost == 0.7
+    assert record.complexity_score == 65  # rounded
+    assert record.timestamp == naive.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "reason"),
+    [
+        (ROUTING_DECISION, {"routing": {}}, "task_id is missing"),
+        (ROUTING_DECISION, {"task_id": "x"}, "is not a UUID"),
+        (ROUTING_DECISION, {"task_id": uuid.uuid4()}, "routing is missing"),
+        (ROUTING_DECISION, {"task_id": uuid.uuid4(), "routing": {"tier": "s"}}, "description"),
+        (EXECUTION_OUTCOME, {"task_id": uuid.uuid4()}, "success (or status)"),
+        (EXECUTION_OUTCOME, {"task_id": uuid.uuid4(), "success": 1.5}, "success"),
+        (POOL_EXECUTION_START, {"task_id": uuid.uuid4(), "timestamp": []}, "timestamp"),
+    ],
+)
+def test_bad_events_name_their_problem(event_type: str, data: Any, reason: str) -> None:
+    with pytest.raises(BadEvent, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        parse_half(event_type, data, NOW)
+
+
+def test_orphans_expire_with_their_reason_and_raw_events() -> None:
+    correlator = Correlator(ttl=10)
+    task_id = uuid.uuid4()
+    half = parse_half(*routing(task_id, {"tier": "s", "confidence": 0.5}), NOW)
+    assert correlator.add(half) is None
+    assert correlator.expire(NOW + timedelta(seconds=9)) == []
+    (letter,) = correlator.expire(NOW + timedelta(seconds=10))
+    assert letter.task_id == task_id and letter.first_seen_at == NOW
+    assert letter.reason == "routing decision without outcome after 10 s"
+    assert letter.events[0]["data"]["task_data"] == TASK
+    assert correlator.counts["routing"] == 0
+
+
+def test_jsonable_keeps_raw_events_storable() -> None:
+    value = {
+        "tier": ModelTier.SMALL,
+        "at": NOW,
+        "id": uuid.UUID(int=1),
+        "text": "a\x00b",
+        "nan": float("nan"),
+        1: (1, 2),
+        "routing": ModelRouting(ModelTier.SMALL, "m", 0.1, 1, "r"),
+    }
+    out = jsonable(value)
+    assert out["tier"] == "small" and out["at"] == NOW.isoformat()
+    assert out["id"] == str(uuid.UUID(int=1)) and out["text"] == "a\ufffdb"
+    assert out["nan"] == "nan" and out["1"] == [1, 2]
+    assert out["routing"]["tier"] == "small" and out["routing"]["confidence"] == 0.1
+
+
+def test_a_pool_start_after_its_record_is_no_orphan_but_serves_a_rerun() -> None:
+    task_id = uuid.uuid4()
+    decision = routing(task_id, {"tier": "s", "confidence": 0.5})
+    result = {"task_id": task_id, "status": "completed", "duration": 2.0}
+    start = {"task_id": task_id, "pool_id": "p", "timestamp": NOW.timestamp()}
+    correlator = Correlator(ttl=10)
+    assert correlator.add(parse_half(*decision, NOW)) is None
+    assert isinstance(
+        correlator.add(parse_half(POOL_EXECUTION_COMPLETE, result, NOW)), ExecutionRecord
+    )
+    assert correlator.add(parse_half(POOL_EXECUTION_START, start, NOW)) is None  # late
+    assert sum(correlator.counts.values()) == 0 and correlator.take_all() == []
+
+    correlator.add(parse_half(*decision, NOW))
+    correlator.add(parse_half(POOL_EXECUTION_COMPLETE, result, NOW))
+    correlator.add(parse_half(POOL_EXECUTION_START, start, NOW))  # late again
+    assert correlator.expire(NOW + timedelta(seconds=60)) == []  # dropped, no dead letter
+
+    # The task runs again under the same id, its start first and its result without a
+    # duration: the start kept aside gives it.
+    correlator = Correlator(ttl=10)
+    correlator.add(parse_half(*decision, NOW))
+    correlator.add(parse_half(POOL_EXECUTION_COMPLETE, result, NOW))
+    correlator.add(parse_half(POOL_EXECUTION_START, start, NOW))
+    assert correlator.add(parse_half(*decision, NOW)) is None
+    rerun = {"task_id": task_id, "status": "failed", "timestamp": NOW.timestamp() + 8}
+    record = correlator.add(parse_half(POOL_EXECUTION_COMPLETE, rerun, NOW))
+    assert isinstance(record, ExecutionRecord)
+    assert record.success is False and record.duration_seconds == pytest.approx(8.0)
