@@ -18,6 +18,8 @@ window's answer equals the same aggregate on the base rows of that window.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,21 +27,27 @@ if TYPE_CHECKING:
 
 _REPO = "($2::text IS NULL OR repo = $2::text)"
 
-
-def _watermark(view: str) -> str:
-    return f"(SELECT watermark FROM view_watermarks WHERE view_name = '{view}')"
+# The window's start and where the live tail begins, read first and passed to the main
+# statement as parameters: a bound the planner cannot see at plan time (a sub-select of
+# the watermark) made it scan the whole table for a tail of a few rows.
+BOUNDS = """\
+SELECT date_trunc($2, now() - make_interval(hours => 24 * $3), 'UTC') AS start,
+       greatest(date_trunc($2, now() - make_interval(hours => 24 * $3), 'UTC'),
+                (SELECT watermark FROM view_watermarks WHERE view_name = $1)) AS live_from"""
+PATTERN_BOUNDS = """\
+SELECT nullif(watermark, '-infinity') AS live_from FROM view_watermarks WHERE view_name = $1"""
 
 
 def _windowed(bucket: str, view: str, keys: str, parts: str, live_parts: str) -> str:
-    """``parts`` of ``view`` in the window, plus (``{live}``) the live tail's."""
-    start = f"date_trunc('{bucket}', now() - make_interval(hours => 24 * $1), 'UTC')"
+    """``parts`` of ``view`` from the window's start ($1), plus (``{live}``) the live
+    tail's from $3."""
     return f"""\
 SELECT {keys}, {parts} FROM {view}
-WHERE {"date" if bucket == "day" else "hour"} >= {start} AND {_REPO}
+WHERE {"date" if bucket == "day" else "hour"} >= $1 AND {_REPO}
 {{live}}
 UNION ALL
 SELECT {keys}, {live_parts} FROM executions
-WHERE "timestamp" >= greatest({start}, {_watermark(view)}) AND {_REPO}
+WHERE "timestamp" >= $3 AND {_REPO}
 GROUP BY {keys}
 {{/live}}"""
 
@@ -86,20 +94,20 @@ FROM ({parts}) AS parts
 GROUP BY pool_type
 ORDER BY pool_type"""
 
-PATTERN_PARTS = f"""\
+PATTERN_PARTS = """\
 SELECT pattern_id, solution_summary, repo, usage_count, success_count, sum_quality,
        quality_count, task_types, first_seen, last_seen
 FROM solution_patterns_mv WHERE $1::text IS NULL OR repo = $1::text
-{{live}}
+{live}
 UNION ALL
 SELECT md5(solution_summary)::uuid, solution_summary, repo, count(*),
        count(*) FILTER (WHERE success), sum(quality_score), count(quality_score),
        array_agg(DISTINCT task_type), min("timestamp"), max("timestamp")
 FROM executions
-WHERE "timestamp" >= {_watermark("solution_patterns_mv")}
+WHERE ($4::timestamptz IS NULL OR "timestamp" >= $4)
   AND solution_summary IS NOT NULL AND ($1::text IS NULL OR repo = $1::text)
 GROUP BY solution_summary, repo
-{{/live}}"""
+{/live}"""
 SOLUTION_PATTERNS = """\
 WITH selected AS ({parts}),
 patterns AS (
@@ -148,7 +156,7 @@ async def tier_performance(
 ) -> list[dict[str, Any]]:
     """One row per (model tier, task type) over the window."""
     sql = compose(TIER_PERFORMANCE, TIER_PARTS, fresh=fresh)
-    return [dict(r) for r in await connection.fetch(sql, days_back, repo)]
+    return await _windowed_rows(connection, sql, "tier_performance_mv", "day", repo, days_back)
 
 
 async def pool_performance(
@@ -156,7 +164,7 @@ async def pool_performance(
 ) -> list[dict[str, Any]]:
     """One row per pool over the window."""
     sql = compose(POOL_PERFORMANCE, POOL_PARTS, fresh=fresh)
-    return [dict(r) for r in await connection.fetch(sql, days_back, repo)]
+    return await _windowed_rows(connection, sql, "pool_performance_mv", "hour", repo, days_back)
 
 
 async def solution_patterns(
@@ -164,4 +172,31 @@ async def solution_patterns(
 ) -> list[dict[str, Any]]:
     """Top patterns by success rate, then usage; one row per solution summary."""
     sql = compose(SOLUTION_PATTERNS, PATTERN_PARTS, fresh=fresh)
-    return [dict(r) for r in await connection.fetch(sql, repo, min_usage, limit)]
+    async with _snapshot(connection):
+        live_from = await connection.fetchval(PATTERN_BOUNDS, "solution_patterns_mv")
+        args = (repo, min_usage, limit, *((live_from,) if fresh else ()))
+        return [dict(r) for r in await connection.fetch(sql, *args)]
+
+
+async def _windowed_rows(
+    connection: asyncpg.Connection,
+    sql: str,
+    view: str,
+    bucket: str,
+    repo: str | None,
+    days_back: int,
+) -> list[dict[str, Any]]:
+    async with _snapshot(connection):
+        bounds = await connection.fetchrow(BOUNDS, view, bucket, days_back)
+        args = (bounds["start"], repo, *((bounds["live_from"],) if "$3" in sql else ()))
+        return [dict(r) for r in await connection.fetch(sql, *args)]
+
+
+@asynccontextmanager
+async def _snapshot(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """One snapshot for the watermark and the view (a refresh commits both at once, so
+    no row is counted twice or missed), and custom plans: a generic plan of a prepared
+    statement cannot use an index for ``($2 IS NULL OR repo = $2)``."""
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        yield

@@ -71,6 +71,11 @@ def translate(exc: BaseException) -> OrbLearningError:
             "vector extension (e.g. the pgvector/pgvector:pg18 image, or the "
             "postgresql-NN-pgvector package), or the embedded server"
         )
+    elif isinstance(exc, TimeoutError):  # an OSError, but the server did answer: too slowly
+        result = DatabaseError(
+            "the statement did not finish within command_timeout (default 30 s): raise it "
+            "(LearningDatabase(command_timeout=...)) for bulk loads, or send smaller batches"
+        )
     elif _connection_lost(exc) or (
         sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_CLASSES)
     ):

@@ -313,3 +313,32 @@ async def test_downgrade_to_0001_and_upgrade_again_keep_the_answers(
         assert await db.get_tier_performance(days_back=7) == before
         await db.refresh_views()
         assert await db.get_tier_performance(days_back=7, fresh=False) == before
+
+
+async def test_the_live_tail_is_read_through_the_timestamp_index(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    """fresh=True must read the rows after the watermark, not scan the history: the
+    bounds reach the statement as parameters, so the planner sees how few rows pass."""
+    from orb_learning import analytics
+
+    await connection.execute("DROP INDEX idx_executions_embedding_hnsw")  # not searched here
+    old = datetime.now(UTC) - timedelta(days=200)
+    history = [
+        make_record(task_description=f"t{i}", timestamp=old + timedelta(minutes=25 * i))
+        for i in range(5_000)
+    ]
+    await db.store_executions(history, embeddings=unit_vectors(len(history)))
+    await db.refresh_views()
+    await db.store_executions([make_record(task_description="new")], embeddings=unit_vectors(1))
+    await connection.execute("ANALYZE executions")
+    bounds = await connection.fetchrow(analytics.BOUNDS, "tier_performance_mv", "day", 365)
+    sql = analytics.compose(analytics.TIER_PERFORMANCE, analytics.TIER_PARTS, fresh=True)
+    async with connection.transaction():
+        await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        rows = await connection.fetch("EXPLAIN " + sql, bounds["start"], None, bounds["live_from"])
+    plan = "\n".join(r[0] for r in rows)
+    assert "Seq Scan on executions" not in plan, plan
+    assert "idx_executions_timestamp" in plan, plan
+    [tier] = await db.get_tier_performance(days_back=365)
+    assert tier["total_executions"] == 5_001
