@@ -17,6 +17,7 @@ from orb_learning.telemetry import (
 )
 from orb_learning.telemetry.correlate import Correlator
 from orb_learning.telemetry.events import BadEvent, parse_half
+from orb_learning.telemetry.intake import precheck, snapshot
 from orb_learning.telemetry.jsonable import jsonable
 from tests.test_telemetry_support import ModelRouting, ModelTier
 
@@ -217,3 +218,46 @@ def test_a_pool_start_after_its_record_is_no_orphan_but_serves_a_rerun() -> None
     record = correlator.add(parse_half(POOL_EXECUTION_COMPLETE, rerun, NOW))
     assert isinstance(record, ExecutionRecord)
     assert record.success is False and record.duration_seconds == pytest.approx(8.0)
+
+
+def test_the_callers_snapshot_copies_containers_and_keeps_objects() -> None:
+    router = ModelRouting(ModelTier.SMALL, "haiku", 0.4, 10, "easy")
+    files = ["a.py"]
+    event = {"task_id": "x", "routing": router, "task_data": {"files": files, "n": (1, [2])}}
+    copy = snapshot(event)
+    assert copy == event
+    assert copy["routing"] is router  # objects: by reference (documented)
+    files.append("b.py")
+    event["task_data"]["n"][1].append(3)  # type: ignore[index]
+    event["task_id"] = "y"
+    assert copy == {
+        "task_id": "x",
+        "routing": router,
+        "task_data": {"files": ["a.py"], "n": (1, [2])},
+    }
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "reason"),
+    [
+        (ROUTING_DECISION, None, "an event must be a mapping, not NoneType"),
+        (ROUTING_DECISION, {"routing": {}}, "task_id is missing"),
+        (EXECUTION_OUTCOME, {"task_id": 7, "success": True}, "task_id must be a UUID"),
+        (ROUTING_DECISION, {"task_id": "t"}, "routing is missing"),
+        (POOL_EXECUTION_COMPLETE, {"task_id": "t", "pool_id": "p"}, "success (or status)"),
+        ("orb_learning.other", {"task_id": "t"}, "unknown event type"),
+    ],
+)
+def test_the_callers_checks_refuse_the_plainly_malformed(
+    event_type: str, data: Any, reason: str
+) -> None:
+    with pytest.raises(BadEvent) as refused:
+        precheck(event_type, data)
+    assert reason in str(refused.value)
+
+
+def test_the_callers_checks_leave_the_rest_to_the_full_validation() -> None:
+    data = {"task_id": "T-42", "success": True, "duration_seconds": -1.0}
+    assert precheck(EXECUTION_OUTCOME, data) == data  # passes here...
+    with pytest.raises(BadEvent, match="not a UUID"):
+        parse_half(EXECUTION_OUTCOME, data, NOW)  # ...and is refused behind the call

@@ -1,9 +1,11 @@
 """``TelemetryCapture``: the orchestrator's events in, execution records out, none lost.
 
-A capture call validates, correlates and queues in memory, then returns: it never waits on
-the database, the embedding model or the disk. Background tasks do the rest: connecting
-(retried while the server is down), writing batches, spooling what memory cannot hold,
-and turning halves that never meet into dead letters. See :mod:`orb_learning.telemetry`
+A capture call checks the event's shape, snapshots it and puts it in an inbox, then
+returns: it never waits on the database, the embedding model or the disk, and does not
+validate records (see :mod:`.intake`). Right behind it, on the loop, each event is
+validated, correlated and queued; background tasks do the rest: connecting (retried while
+the server is down), embedding and writing batches, spooling what memory cannot hold, and
+turning halves that never meet into dead letters. See :mod:`orb_learning.telemetry`
 for the events' keys.
 """
 
@@ -30,9 +32,10 @@ from .bus import (
     MessageBus,
 )
 from .correlate import BOTH, OUTCOME, ROUTING, START, Correlator
-from .events import BadEvent, parse_feedback, parse_half, parse_time
+from .events import BadEvent, parse_time
+from .intake import Intake
 from .pipeline import Buffer, Counters, Spooler, connect
-from .spool import DEFAULT_SPOOL_PATH, FeedbackItem, Spool
+from .spool import DEFAULT_SPOOL_PATH, Spool
 from .writer import Writer
 
 __all__ = ["TelemetryCapture"]
@@ -79,6 +82,7 @@ class TelemetryCapture:
         self._counters = Counters()
         self._buffer = Buffer(queue_size, batch_size)
         self._correlator = Correlator(orphan_ttl)
+        self._intake = Intake(self._correlator, self._buffer, self._counters, self._dead_letter)
         self._spool = Spool(spool_path if spool_path is not None else DEFAULT_SPOOL_PATH)
         self._spooler = Spooler(self._buffer, self._spool)
         self._ready = asyncio.Event()
@@ -147,9 +151,11 @@ class TelemetryCapture:
         deadline = None if timeout is None else loop.time() + timeout
         self._writer.hurry = True
         try:
+            self._intake.check()
             while self.records_queued or self._buffer.spooled or self._writer.letters:
                 if deadline is not None and loop.time() >= deadline:
                     return False
+                self._intake.check()
                 self._buffer.writer_wakeup.set()
                 await asyncio.sleep(0.01)
             return True
@@ -169,6 +175,8 @@ class TelemetryCapture:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(drain(), max(0.0, deadline - loop.time()))
         was_started, self._state = self._state != "new", "closed"
+        self._intake.closed = True
+        self._intake.check()  # what was captured becomes records (or waiting halves)
         if not was_started:  # leftovers of a previous run stay older than this run's items
             await self._spool.lock()
             await self._spool.scan()
@@ -249,32 +257,8 @@ class TelemetryCapture:
         self._capture(FEEDBACK, data)
 
     def _capture(self, event_type: str, data: Any, received_at: datetime | None = None) -> None:
-        """Validate, correlate, queue; never raises, never waits."""
-        now = received_at or datetime.now(UTC)
-        try:
-            if self._state == "closed":
-                raise BadEvent("the capture is shut down")
-            if event_type == FEEDBACK:
-                record, raw = parse_feedback(data, now)
-                self._buffer.put(FeedbackItem(record, raw, now))
-                return
-            result = self._correlator.add(parse_half(event_type, data, now))
-        except BadEvent as exc:
-            self._reject(event_type, data, str(exc))
-            return
-        except Exception as exc:  # a bug must not reach the orchestrator either
-            logger.exception("capture of a %s event failed", event_type)
-            self._reject(event_type, data, f"{type(exc).__name__}: {exc}")
-            return
-        if isinstance(result, DeadLetter):
-            self._dead_letter(result)
-        elif result is not None:
-            self._buffer.put(result)
-
-    def _reject(self, event_type: str, data: Any, reason: str) -> None:
-        self._counters.rejected += 1
-        task_id = data.get("task_id") if isinstance(data, Mapping) else None
-        logger.warning("rejected %s event (task_id %r): %s", event_type, task_id, reason)
+        """The caller's side: shape checks, snapshot, inbox; never raises, never waits."""
+        self._intake.capture(event_type, data, received_at)
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         self._counters.dead_letters += 1
@@ -282,34 +266,45 @@ class TelemetryCapture:
         self._buffer.put(letter)
 
     # -- counters ----------------------------------------------------------------------
+    # Each first checks what is still in the inbox (see .intake): a counter read right
+    # after a capture call counts that event, as if it had been checked during the call.
 
     @property
     def routing_decisions_waiting(self) -> int:
         """Routing decisions waiting for their outcome."""
+        self._intake.check()
         return self._correlator.counts[ROUTING]
 
     @property
     def outcomes_waiting(self) -> int:
         """Outcomes (or pool completions) waiting for their routing decision."""
+        self._intake.check()
         return self._correlator.counts[OUTCOME]
 
     @property
     def records_queued(self) -> int:
-        """Items in memory on their way to the store (the batch being written included)."""
+        """Items in memory on their way to the store (the batches being embedded and
+        written included)."""
+        self._intake.check()
         return len(self._buffer.queue) + len(self._writer.in_flight)
 
     @property
     def records_spooled(self) -> int:
         """Items beyond the memory bound: in the spool, or about to be appended to it."""
+        self._intake.check()
         return self._buffer.spooled
 
     @property
     def events_rejected(self) -> int:
+        """Events refused: by the call's shape checks, or by the full validation right
+        behind the call."""
+        self._intake.check()
         return self._counters.rejected
 
     @property
     def dead_letters(self) -> int:
         """Dead letters made since start (orphans, rejected records, unknown feedback)."""
+        self._intake.check()
         return self._counters.dead_letters
 
     @property
@@ -327,6 +322,7 @@ class TelemetryCapture:
 
     def stats(self) -> dict[str, Any]:
         """Every counter at once (for logs, health checks and benchmarks)."""
+        self._intake.check()
         counts = self._correlator.counts
         return {
             "routing_decisions_waiting": counts[ROUTING],

@@ -1,10 +1,10 @@
 """Turning the orchestrator's event dicts into validated halves of an ExecutionRecord.
 
-Every event is checked on arrival, half by half, so that a bad value is rejected with its
-own event (and a reason naming the field) instead of failing the record built from it
-later. The keys each event carries are documented in :mod:`orb_learning.telemetry`.
-Unknown keys are ignored (pool results carry ``output``), but kept in the raw event that
-dead letters and the spool hold.
+Every event is checked half by half (off the caller's path, see :mod:`.intake`), so that a
+bad value is rejected with its own event (and a reason naming the field) instead of
+failing the record built from it later. The keys each event carries are documented in
+:mod:`orb_learning.telemetry`. Unknown keys are ignored (pool results carry ``output``),
+but kept in the raw event that dead letters and the spool hold.
 """
 
 from __future__ import annotations
@@ -43,15 +43,16 @@ class Half:
     event_type: str
     task_id: uuid.UUID
     received_at: datetime
-    data: dict[str, Any]  # the event as captured, JSON-able
+    data: dict[str, Any]  # the event as captured (a snapshot, see intake.snapshot)
     fields: dict[str, Any]
 
     def as_event(self) -> dict[str, Any]:
-        """The raw event as dead letters and the spool keep it."""
+        """The raw event as dead letters and the spool keep it (made JSON-safe here, only
+        for the few events that need it, not for every event captured)."""
         return {
             "event_type": self.event_type,
             "received_at": self.received_at.isoformat(),
-            "data": self.data,
+            "data": jsonable(self.data),
         }
 
 
@@ -263,7 +264,8 @@ def parse_half(event_type: str, data: Any, received_at: datetime) -> Half:
         fields = _outcome_fields(data, received_at)
     else:
         raise BadEvent(f"unknown event type {event_type!r}")
-    return Half(event_type, task_id, received_at, jsonable(data), fields)
+    raw = data if isinstance(data, dict) else dict(data)
+    return Half(event_type, task_id, received_at, raw, fields)
 
 
 def parse_feedback(data: Any, received_at: datetime) -> tuple[FeedbackRecord, dict[str, Any]]:

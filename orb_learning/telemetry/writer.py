@@ -1,8 +1,11 @@
 """The background writer: batches from the queue and the spool into the store.
 
 It takes up to ``batch_size`` items, or what is there every ``batch_timeout`` seconds,
-and stores the executions in one ``store_executions`` call (the embedding service runs the
-model off the loop), then the feedback, then the dead letters. An unreachable server is
+embeds the executions' descriptions (the embedding service runs the model off the loop),
+then stores them in one ``store_executions`` call with those vectors, then the feedback,
+then the dead letters. The two stages overlap: batch N is written while batch N+1 is
+embedded, so the database's time hides behind the model's instead of adding to it. Writes
+still happen one batch at a time, in the order the batches were taken. An unreachable server is
 waited out with capped exponential backoff, retrying the same batch, while new telemetry
 piles up in the queue and then the spool. A batch the database rejects is retried one
 record at a time, and only the records it still rejects become dead letters.
@@ -11,6 +14,7 @@ record at a time, and only the records it still rejects become dead letters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -32,6 +36,8 @@ from .pipeline import Buffer, Counters, Spooler
 from .spool import FeedbackItem, Item, Spool, decode
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..database import LearningDatabase
 
 __all__ = ["EXECUTION_RECORD", "Writer"]
@@ -73,7 +79,8 @@ class Writer:
         self.batch_timeout = batch_timeout
         self.max_backoff = max_backoff
         self.feedback_wait = feedback_wait
-        self.in_flight: list[Item] = []  # taken from the queue, not yet stored
+        self.in_flight: list[Item] = []  # taken from the queue, not yet stored (in order)
+        self._writing: asyncio.Task[None] | None = None  # the batch being written
         self.retries: list[tuple[float, FeedbackItem]] = []  # (due, item): task not stored yet
         self.letters: list[DeadLetter] = []  # made while writing, not yet stored
         self._draining = asyncio.Event()
@@ -92,16 +99,56 @@ class Writer:
                 await self._wait_for_work()
                 batch = buffer.take(buffer.batch_size)
                 if batch:
-                    self.in_flight = batch
-                    await self._write(batch)
-                    self.in_flight = []
+                    self.in_flight += batch
+                    vectors = await self._embed(batch)  # while the previous batch is written
+                    await self._written()  # one write at a time, in order
+                    self._writing = asyncio.get_running_loop().create_task(
+                        self._write_taken(batch, vectors), name="orb-telemetry-write"
+                    )
                 await self._retry_feedback()
                 if not buffer.queue and buffer.spooling:
+                    await self._written()
                     await self._replay()
                 if self._draining.is_set() and not buffer.queue and not buffer.spooling:
-                    return
+                    await self._written()
+                    if not buffer.queue:
+                        return
         except _GiveUp:
             return
+        finally:
+            writing, self._writing = self._writing, None
+            if writing is not None:  # what it did not store is still in in_flight
+                if not writing.done():  # the writer itself was cancelled, or gave up
+                    writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, _GiveUp):
+                    await writing
+
+    async def _written(self) -> None:
+        """Until the batch being written is stored (its errors are the writer's)."""
+        writing = self._writing
+        if writing is not None:
+            await asyncio.shield(writing)
+            self._writing = None
+
+    async def _write_taken(self, batch: list[Item], vectors: np.ndarray | None) -> None:
+        await self._write(batch, vectors)
+        del self.in_flight[: len(batch)]  # stored: the oldest items in flight
+
+    async def _embed(self, batch: list[Item]) -> np.ndarray | None:
+        """The vectors of the batch's executions, or None to let ``store_executions`` embed
+        them itself (when the model fails here, that path sorts out which record is bad)."""
+        texts = [i.embedding_text() for i in batch if isinstance(i, ExecutionRecord)]
+        if not texts:
+            return None
+        try:
+            return await self._call(
+                lambda: self.database._embedding_service().embed_many(texts), "embedding"
+            )
+        except _GiveUp:
+            raise
+        except Exception as exc:
+            logger.warning("embedding a batch ahead of its write failed: %s", exc)
+            return None
 
     async def _wait_for_work(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,10 +203,10 @@ class Writer:
 
     # -- storing -----------------------------------------------------------------------
 
-    async def _write(self, items: list[Item]) -> None:
+    async def _write(self, items: list[Item], vectors: np.ndarray | None = None) -> None:
         executions = [i for i in items if isinstance(i, ExecutionRecord)]
         if executions:
-            await self._store_executions(executions)
+            await self._store_executions(executions, vectors)
         for item in items:
             if isinstance(item, FeedbackItem):
                 await self._store_feedback(item)
@@ -171,14 +218,21 @@ class Writer:
             await self._store_letters(list(self.letters))
             self.letters.clear()
 
-    async def _store_executions(self, records: list[ExecutionRecord]) -> None:
+    async def _store_executions(
+        self, records: list[ExecutionRecord], vectors: np.ndarray | None = None
+    ) -> None:
         try:
-            await self._call(lambda: self.database.store_executions(records), "storing executions")
+            await self._call(
+                lambda: self.database.store_executions(records, embeddings=vectors),
+                "storing executions",
+            )
         except _REJECTED as exc:
             if len(records) > 1:
                 logger.warning("a batch was rejected (%s); storing it record by record", exc)
-                for record in records:
-                    await self._store_executions([record])
+                for n, record in enumerate(records):
+                    await self._store_executions(
+                        [record], None if vectors is None else vectors[n : n + 1]
+                    )
                 return
             record = records[0]
             event = {"event_type": EXECUTION_RECORD, "data": record.model_dump(mode="json")}
@@ -207,7 +261,10 @@ class Writer:
     async def _retry_feedback(self) -> None:
         now = asyncio.get_running_loop().time()
         every = self._draining.is_set()
-        for entry in [e for e in self.retries if every or e[0] <= now]:
+        due = [e for e in self.retries if every or e[0] <= now]
+        if due:  # its task may be in the batch being written
+            await self._written()
+        for entry in due:
             self.retries.remove(entry)
             try:
                 await self._store_feedback(entry[1])
