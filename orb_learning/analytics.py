@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from .views import ROLLUPS
+
 if TYPE_CHECKING:
     import asyncpg
 
@@ -40,10 +42,11 @@ SELECT nullif(watermark, '-infinity') AS live_from FROM view_watermarks WHERE vi
 
 def _windowed(bucket: str, view: str, keys: str, parts: str, live_parts: str) -> str:
     """``parts`` of ``view`` from the window's start ($1), plus (``{live}``) the live
-    tail's from $3."""
+    tail's from $3. A rollup over all repos (no ``repo`` column) is read whole-window."""
+    repo = "" if view in _ALL_REPOS else f" AND {_REPO}"
     return f"""\
 SELECT {keys}, {parts} FROM {view}
-WHERE {"date" if bucket == "day" else "hour"} >= $1 AND {_REPO}
+WHERE {"date" if bucket == "day" else "hour"} >= $1{repo}
 {{live}}
 UNION ALL
 SELECT {keys}, {live_parts} FROM executions
@@ -52,15 +55,16 @@ GROUP BY {keys}
 {{/live}}"""
 
 
+_ALL_REPOS = {rollup.name for rollup in ROLLUPS.values()}
 _COUNTS = "count(*), count(*) FILTER (WHERE success), sum(duration_seconds), sum(actual_cost)"
 
-TIER_PARTS = _windowed(
-    "day",
-    "tier_performance_mv",
+_TIER = (
     "model_tier, task_type",
     "total_executions, successful_count, sum_duration, sum_cost, sum_quality, quality_count",
     f"{_COUNTS}, sum(quality_score), count(quality_score)",
 )
+TIER_PARTS = _windowed("day", "tier_performance_mv", *_TIER)
+TIER_PARTS_ALL_REPOS = _windowed("day", "tier_performance_all_repos_mv", *_TIER)
 TIER_PERFORMANCE = """\
 SELECT model_tier,
        task_type,
@@ -75,13 +79,9 @@ FROM ({parts}) AS parts
 GROUP BY model_tier, task_type
 ORDER BY model_tier, task_type"""
 
-POOL_PARTS = _windowed(
-    "hour",
-    "pool_performance_mv",
-    "pool_type",
-    "total_tasks, successful_tasks, sum_duration, sum_cost",
-    _COUNTS,
-)
+_POOL = ("pool_type", "total_tasks, successful_tasks, sum_duration, sum_cost", _COUNTS)
+POOL_PARTS = _windowed("hour", "pool_performance_mv", *_POOL)
+POOL_PARTS_ALL_REPOS = _windowed("hour", "pool_performance_all_repos_mv", *_POOL)
 POOL_PERFORMANCE = """\
 SELECT pool_type,
        $2::text AS repo,
@@ -154,17 +154,27 @@ def compose(outer: str, parts: str, *, fresh: bool) -> str:
 async def tier_performance(
     connection: asyncpg.Connection, *, repo: str | None, days_back: int, fresh: bool
 ) -> list[dict[str, Any]]:
-    """One row per (model tier, task type) over the window."""
-    sql = compose(TIER_PERFORMANCE, TIER_PARTS, fresh=fresh)
-    return await _windowed_rows(connection, sql, "tier_performance_mv", "day", repo, days_back)
+    """One row per (model tier, task type) over the window; all repos from the rollup."""
+    view, parts = (
+        ("tier_performance_mv", TIER_PARTS)
+        if repo is not None
+        else ("tier_performance_all_repos_mv", TIER_PARTS_ALL_REPOS)
+    )
+    sql = compose(TIER_PERFORMANCE, parts, fresh=fresh)
+    return await _windowed_rows(connection, sql, view, "day", repo, days_back)
 
 
 async def pool_performance(
     connection: asyncpg.Connection, *, repo: str | None, days_back: int, fresh: bool
 ) -> list[dict[str, Any]]:
-    """One row per pool over the window."""
-    sql = compose(POOL_PERFORMANCE, POOL_PARTS, fresh=fresh)
-    return await _windowed_rows(connection, sql, "pool_performance_mv", "hour", repo, days_back)
+    """One row per pool over the window; all repos from the rollup."""
+    view, parts = (
+        ("pool_performance_mv", POOL_PARTS)
+        if repo is not None
+        else ("pool_performance_all_repos_mv", POOL_PARTS_ALL_REPOS)
+    )
+    sql = compose(POOL_PERFORMANCE, parts, fresh=fresh)
+    return await _windowed_rows(connection, sql, view, "hour", repo, days_back)
 
 
 async def solution_patterns(

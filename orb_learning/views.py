@@ -192,9 +192,75 @@ TIER_PERFORMANCE_V2 = _up_to_watermark(TIER_PERFORMANCE_V1)
 POOL_PERFORMANCE_V2 = _up_to_watermark(POOL_PERFORMANCE_V1)
 SOLUTION_PATTERNS_V2 = _up_to_watermark(SOLUTION_PATTERNS_V1)
 
+
+_ROLLUP_NOTE = (
+    " Holds what {source} holds (same watermark, refreshed with it in one transaction): "
+    "a window over all repos reads a few hundred rows here instead of one per repo there."
+)
+
+TIER_PERFORMANCE_ALL_REPOS_V1 = MaterializedView(
+    name="tier_performance_all_repos_mv",
+    select="""\
+SELECT date,
+       model_tier,
+       task_type,
+       sum(total_executions)::bigint AS total_executions,
+       sum(successful_count)::bigint AS successful_count,
+       sum(sum_duration) AS sum_duration,
+       sum(sum_cost) AS sum_cost,
+       sum(sum_quality)::bigint AS sum_quality,
+       sum(quality_count)::bigint AS quality_count,
+       sum(sum_duration) / sum(total_executions) AS avg_duration,
+       sum(sum_cost) / sum(total_executions) AS avg_cost,
+       sum(sum_quality)::double precision / nullif(sum(quality_count), 0) AS avg_quality,
+       sum(successful_count)::double precision / sum(total_executions) AS success_rate
+FROM tier_performance_mv
+GROUP BY date, model_tier, task_type
+WITH DATA""",
+    unique_columns=("date", "model_tier", "task_type"),
+    comment=(
+        "tier_performance_mv summed over all repos: per UTC day, model tier and task type."
+        + _ROLLUP_NOTE.format(source="tier_performance_mv")
+        + " Refreshed by orb-learning (REFRESH MATERIALIZED VIEW CONCURRENTLY)."
+    ),
+    column_comments=TIER_PERFORMANCE_V1.column_comments,
+)
+
+POOL_PERFORMANCE_ALL_REPOS_V1 = MaterializedView(
+    name="pool_performance_all_repos_mv",
+    select="""\
+SELECT hour,
+       pool_type,
+       sum(total_tasks)::bigint AS total_tasks,
+       sum(successful_tasks)::bigint AS successful_tasks,
+       sum(sum_duration) AS sum_duration,
+       sum(sum_cost) AS sum_cost,
+       sum(sum_duration) / sum(total_tasks) AS avg_duration,
+       sum(sum_cost) / sum(total_tasks) AS avg_cost,
+       sum(successful_tasks)::double precision / sum(total_tasks) AS success_rate
+FROM pool_performance_mv
+GROUP BY hour, pool_type
+WITH DATA""",
+    unique_columns=("hour", "pool_type"),
+    comment=(
+        "pool_performance_mv summed over all repos: per UTC hour and worker pool."
+        + _ROLLUP_NOTE.format(source="pool_performance_mv")
+        + " Refreshed by orb-learning (REFRESH MATERIALIZED VIEW CONCURRENTLY)."
+    ),
+    column_comments=POOL_PERFORMANCE_V1.column_comments,
+)
+
+ROLLUPS: dict[str, MaterializedView] = {
+    TIER_PERFORMANCE_V2.name: TIER_PERFORMANCE_ALL_REPOS_V1,
+    POOL_PERFORMANCE_V2.name: POOL_PERFORMANCE_ALL_REPOS_V1,
+}
+"""Each per-repo view's rollup over all repos (revision 0005), refreshed right after it."""
+
 CURRENT_VIEWS: tuple[MaterializedView, ...] = (
     TIER_PERFORMANCE_V2,
+    TIER_PERFORMANCE_ALL_REPOS_V1,
     POOL_PERFORMANCE_V2,
+    POOL_PERFORMANCE_ALL_REPOS_V1,
     SOLUTION_PATTERNS_V2,
 )
-"""The views as the head revision defines them; the refresh job walks this list."""
+"""The views as the head revision defines them, each rollup after its source."""

@@ -31,6 +31,8 @@ VIEWS = {
     "tier_performance_mv": "repo, model_tier, task_type, date",
     "pool_performance_mv": "pool_type, repo, hour",
     "solution_patterns_mv": "pattern_id, repo",
+    "tier_performance_all_repos_mv": "date, model_tier, task_type",
+    "pool_performance_all_repos_mv": "hour, pool_type",
 }
 
 # -- independent SQL on the base table -------------------------------------------------------

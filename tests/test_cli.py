@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from orb_learning import LearningDatabase, migrations, sample
+from orb_learning.views import CURRENT_VIEWS
 from tests.test_store import unit_vectors
 
 
@@ -107,9 +108,7 @@ async def test_read_commands_print_tables_and_json(seeded_url: str) -> None:
     assert sum(r["total_executions"] for r in tiers) == 305
     stats = json.loads(cli("--dsn", url, "stats", "--json").stdout)
     assert stats["executions"] == 305 and stats["total_bytes"] > 0
-    assert {v["view_name"] for v in stats["views"]} == {
-        "tier_performance_mv", "pool_performance_mv", "solution_patterns_mv"
-    }  # fmt: skip
+    assert {v["view_name"] for v in stats["views"]} == {view.name for view in CURRENT_VIEWS}
     human = cli("--dsn", url, "stats")
     assert "MiB" in human.stdout and "last_refreshed_at" in human.stdout
 

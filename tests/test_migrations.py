@@ -243,7 +243,13 @@ async def test_check_constraints_reject_out_of_range_rows(
 
 async def test_materialized_views_have_a_unique_index_each(connection: asyncpg.Connection) -> None:
     names = {row[0] for row in await connection.fetch("SELECT matviewname FROM pg_matviews")}
-    assert names == {"tier_performance_mv", "pool_performance_mv", "solution_patterns_mv"}
+    assert names == {
+        "tier_performance_mv",
+        "pool_performance_mv",
+        "solution_patterns_mv",
+        "tier_performance_all_repos_mv",
+        "pool_performance_all_repos_mv",
+    }
     assert names == {view.name for view in CURRENT_VIEWS}
     for view in CURRENT_VIEWS:
         unique = await connection.fetch(

@@ -80,7 +80,15 @@ async def test_views_refreshed_recently_are_skipped(
     async with db.connection() as conn:
         results = await refresh.refresh_once(conn, min_age=timedelta(hours=1))
     assert {r.status for r in results} == {"fresh"}
-    assert len(await log_rows(connection)) == 3
+    assert len(await log_rows(connection)) == len(CURRENT_VIEWS)
+
+
+async def never_moved(connection: asyncpg.Connection) -> set[str]:
+    """Views whose watermark is still where migrations put it."""
+    rows = await connection.fetch(
+        "SELECT view_name FROM view_watermarks WHERE watermark = '-infinity'"
+    )
+    return {row["view_name"] for row in rows}
 
 
 async def test_a_failing_view_is_logged_and_the_others_refreshed(
@@ -95,6 +103,26 @@ async def test_a_failing_view_is_logged_and_the_others_refreshed(
     assert status["solution_patterns_mv"] == ("success", None)
     assert status["pool_performance_mv"][0] == "failed"
     assert "concurrently" in status["pool_performance_mv"][1].lower()
+    # its rollup shares its subtransaction: failed too, and neither watermark moved
+    assert status["pool_performance_all_repos_mv"] == status["pool_performance_mv"]
+    assert await never_moved(connection) == {"pool_performance_mv", "pool_performance_all_repos_mv"}
+
+
+async def test_a_failing_rollup_keeps_its_source_and_watermark_where_they_were(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    """The rollup over all repos and its per-repo view move together or not at all, so a
+    window over all repos never misses the rows between two watermarks."""
+    await db.store_executions([make_record()], embeddings=unit_vectors(1))
+    await connection.execute("DROP INDEX uq_tier_performance_all_repos_mv")
+    with pytest.raises(DatabaseError, match="tier_performance"):
+        await db.refresh_views()
+    status = {r["view_name"]: r["status"] for r in await log_rows(connection)}
+    assert status["tier_performance_mv"] == status["tier_performance_all_repos_mv"] == "failed"
+    assert status["pool_performance_mv"] == status["pool_performance_all_repos_mv"] == "success"
+    assert await connection.fetchval("SELECT count(*) FROM tier_performance_mv") == 0
+    assert await never_moved(connection) == {"tier_performance_mv", "tier_performance_all_repos_mv"}
+    assert (await db.get_tier_performance(fresh=True))[0]["total_executions"] == 1
 
 
 async def test_two_refreshers_refresh_each_view_once_per_interval(
@@ -159,7 +187,7 @@ async def test_a_statement_timeout_is_logged_and_retried(
             if refresher.refreshed:
                 break
             await asyncio.sleep(0.1)
-        assert refresher.refreshed == 3 and refresher.consecutive_failures == 0
+        assert refresher.refreshed == len(CURRENT_VIEWS) and refresher.consecutive_failures == 0
     finally:
         await refresher.stop()
         await blocker.close()
@@ -263,7 +291,7 @@ def test_refresh_command_once_and_status(database_url: str) -> None:
         timeout=120,
     )
     assert once.returncode == 0, once.stderr
-    assert once.stdout.count("success") == 3
+    assert once.stdout.count("success") == len(CURRENT_VIEWS)
     status = subprocess.run(
         [sys.executable, "-m", "orb_learning.cli", "refresh", "--status"],
         env=env,
