@@ -183,8 +183,10 @@ def _buckets(level: Level) -> str:
         scans = level["plans"][key(m, "all", "fresh=False")]["scans"]
         reads.append(f"{m} {', '.join(describe(s) for s in scans)}")
     return (
-        f"**fresh=False at {level['rows']:,} rows** sums the view rows of the window, one per "
-        "repo, tier, task type and day (tier) or per pool, repo and hour (pool): "
+        f"**fresh=False at {level['rows']:,} rows** sums the view rows of the window. Over "
+        "all repos those come from the rollups (revision 0005), one per tier, task type and "
+        "day (tier_performance_all_repos_mv) or per pool and hour "
+        "(pool_performance_all_repos_mv); for one repo from the per-repo views: "
         + "; ".join(reads)
         + ". Hence, over all repos, "
         f"{ms(_p50(level, 'tier', 'fresh=False'))} / {ms(_p50(level, 'pool', 'fresh=False'))} ms "
@@ -216,9 +218,9 @@ def _refresh(levels: list[Level]) -> str:
     return (
         "**Refresh job**, median of the periodic refreshes: "
         + "; ".join(parts)
-        + ". Each refresh recomputes every view from the whole table (REFRESH ... "
-        "CONCURRENTLY, then a diff), so its cost follows the history, not what changed "
-        "since the last refresh." + growth
+        + ". Each refresh recomputes every per-repo view from the whole table (REFRESH ... "
+        "CONCURRENTLY, then a diff; the rollups from their per-repo view), so its cost "
+        "follows the history, not what changed since the last refresh." + growth
     )
 
 

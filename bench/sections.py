@@ -270,6 +270,6 @@ def level_tables(level: dict[str, Any]) -> list[Table]:
         agreement_table(level),
         plans_table(level),
         *tail_tables(level),
-        view_index_table(level),
+        *([view_index_table(level)] if level.get("view_indexes") else []),
         *size_tables(level),
     ]

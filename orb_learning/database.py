@@ -314,7 +314,7 @@ class LearningDatabase:
     # -- refresh -----------------------------------------------------------------------
 
     async def refresh_views(self) -> list[refresh.RefreshResult]:
-        """Refresh the three views now, through the database's refresh routine (logged in
+        """Refresh the views now, through the database's refresh routine (logged in
         ``view_refresh_log``). CONCURRENTLY: readers and writers never wait on it; a
         refresh already running elsewhere is waited for, then this one runs."""
         async with self._connection() as connection:

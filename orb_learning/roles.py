@@ -12,7 +12,7 @@ so neither the server's statement log nor ``pg_stat_statements`` ever sees it.
 
 Functions are executable by PUBLIC by default, so both grants also ``REVOKE EXECUTE`` on
 ``orb_learning_refresh_views()`` ``FROM PUBLIC`` (idempotent); the writer then gets it
-explicitly. On PostgreSQL 17+ the writer also gets ``MAINTAIN`` on the three views, the
+explicitly. On PostgreSQL 17+ the writer also gets ``MAINTAIN`` on the five views, the
 privilege ``REFRESH MATERIALIZED VIEW`` needs, so it can run the refresh routine without
 owning anything; on older servers only the views' owner can refresh them.
 """

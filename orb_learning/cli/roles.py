@@ -16,7 +16,7 @@ COMMANDS = {
     "grant-reader": (
         "create a read-only role (dashboards, psql, analytics) or update its grants",
         "Creates ROLE if missing (NOLOGIN unless --login or --password-env) and grants it "
-        "CONNECT, USAGE on the schema and SELECT on executions, feedback, the three views, "
+        "CONNECT, USAGE on the schema and SELECT on executions, feedback, the five views, "
         "view_refresh_log, view_watermarks, telemetry_dead_letters and alembic_version; "
         "nothing else. Also revokes EXECUTE on orb_learning_refresh_views() from PUBLIC. "
         "Idempotent: run it again after each migration.",
