@@ -119,7 +119,7 @@ async def _hnsw(connection: asyncpg.Connection) -> list[Check]:
     definition = await connection.fetchval(
         "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_executions_embedding_hnsw'"
     )
-    ok = bool(definition) and "hnsw" in definition and "vector_cosine_ops" in definition
+    ok = bool(definition) and "hnsw" in definition and "vec_cosine_ops" in definition
     return [Check("HNSW index uses cosine ops", ok, "" if ok else f"found: {definition}")]
 
 

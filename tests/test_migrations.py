@@ -183,7 +183,7 @@ async def test_indexes_are_the_seed_ones_plus_hnsw(connection: asyncpg.Connectio
     for name, columns in BTREE_INDEXES.items():
         assert definitions[name].endswith(columns), definitions[name]
     hnsw = definitions[HNSW_INDEX]
-    assert "USING hnsw (embedding vector_cosine_ops)" in hnsw, hnsw
+    assert "USING hnsw (((embedding)::halfvec(384)) halfvec_cosine_ops)" in hnsw, hnsw
     assert "m='16'" in hnsw and "ef_construction='64'" in hnsw, hnsw
 
 

@@ -191,6 +191,7 @@ async def test_search_plans_use_the_intended_path(
         "repo": "common",
         "threshold": -1.0,
         "limit": 10,
+        "candidates": 40,
     }
 
     async def plan(sql: str) -> str:

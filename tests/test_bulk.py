@@ -1,0 +1,159 @@
+"""The bulk path (HNSW index dropped, rows loaded, index rebuilt), prewarm, and the HNSW
+search path on the half-precision index: exact rows, a valid index, full-precision scores."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+import numpy as np
+import pytest
+
+from orb_learning import LearningDatabase, bulk, search
+from tests.test_store import make_record, unit_vectors
+
+INDEX_STATE = (
+    "SELECT i.indisvalid, i.indisready, pg_get_indexdef(i.indexrelid) AS definition "
+    "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1"
+)
+
+
+def batches(count: int, size: int, seed: int = 0) -> list[tuple[list, np.ndarray]]:
+    vectors = unit_vectors(count, seed)
+    records = [make_record(task_description=f"bulk task {i}") for i in range(count)]
+    return [(records[i : i + size], vectors[i : i + size]) for i in range(0, count, size)]
+
+
+async def index_state(connection: asyncpg.Connection) -> asyncpg.Record | None:
+    return await connection.fetchrow(INDEX_STATE, bulk.VECTOR_INDEX)
+
+
+async def test_bulk_load_rebuilds_a_valid_index_over_exactly_the_rows(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    before = await index_state(connection)
+    loaded = batches(3_000, 1_000)
+    stats = await bulk.bulk_load(db, loaded, maintenance_work_mem="256MB")
+
+    assert stats.rows == 3_000
+    assert await connection.fetchval("SELECT count(*) FROM executions") == 3_000
+    after = await index_state(connection)
+    assert after is not None and after["indisvalid"] and after["indisready"]
+    assert before is not None and after["definition"] == before["definition"]
+    stored = {
+        r["task_description"]: r["embedding"].to_numpy()
+        for r in await connection.fetch("SELECT task_description, embedding FROM executions")
+    }
+    for records, vectors in loaded:
+        for record, vector in zip(records, vectors, strict=True):
+            assert np.array_equal(stored[record.task_description], vector)
+
+
+async def test_a_failed_bulk_load_still_rebuilds_the_index(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    good = batches(500, 500)
+    bad_vectors = unit_vectors(10, 1)
+    bad_vectors[3] = np.nan  # refused by the library before anything is written
+    bad = ([make_record() for _ in range(10)], bad_vectors)
+
+    with pytest.raises(ValueError, match="NaN"):
+        await bulk.bulk_load(db, [*good, bad], maintenance_work_mem="128MB")
+
+    state = await index_state(connection)
+    assert state is not None and state["indisvalid"]
+    assert await connection.fetchval("SELECT count(*) FROM executions") == 500
+
+
+async def test_ensure_vector_index_rebuilds_a_missing_index_only(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    assert await bulk.ensure_vector_index(db) is False
+    await connection.execute(f"DROP INDEX {bulk.VECTOR_INDEX}")
+    assert await index_state(connection) is None
+
+    assert await bulk.ensure_vector_index(db, maintenance_work_mem="64MB") is True
+    state = await index_state(connection)
+    assert state is not None and state["indisvalid"]
+
+
+async def test_prewarm_loads_the_index_and_the_table(db: LearningDatabase) -> None:
+    ((records, vectors),) = batches(200, 200)
+    await db.store_executions(records, embeddings=vectors)
+    blocks = await bulk.prewarm(db, table=True)
+    assert set(blocks) == {bulk.VECTOR_INDEX, "executions"}
+    assert all(count > 0 for count in blocks.values())
+
+
+class QueryTable:
+    """An Embedder for queries named ``q<i>``: the i-th given vector."""
+
+    name = "test-query-table"
+    dimension = 384
+
+    def __init__(self, queries: np.ndarray) -> None:
+        self.queries = queries
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self.queries[int(t.removeprefix("q"))] for t in texts])
+
+
+async def test_the_hnsw_path_returns_full_precision_scores_in_order(database_url: str) -> None:
+    """exact_search_max_rows=0 forces the HNSW path; the similarities are still the
+    full-precision cosines of the stored vectors, most similar first."""
+    vectors = unit_vectors(2_000, 3)
+    records = [make_record(task_description=f"row {i}") for i in range(2_000)]
+    queries = unit_vectors(5, 4)
+    async with LearningDatabase(
+        database_url, embedder=QueryTable(queries), exact_search_max_rows=0
+    ) as db:
+        await db.store_executions(records, embeddings=vectors)
+        for q, query in enumerate(queries):
+            rows = await db.find_similar_executions(f"q{q}", days_back=None, threshold=-1.0)
+            scores = vectors @ query
+            got = [r["similarity"] for r in rows]
+            assert len(rows) == 10
+            assert got == sorted(got, reverse=True)
+            for row in rows:
+                index = int(row["task_description"].removeprefix("row "))
+                assert row["similarity"] == pytest.approx(float(scores[index]), abs=1e-6)
+            best = {int(i) for i in np.argsort(-scores)[:10]}
+            found = {int(r["task_description"].removeprefix("row ")) for r in rows}
+            assert len(best & found) >= 9
+
+
+async def test_the_hnsw_statement_walks_the_migrated_index(
+    connection: asyncpg.Connection,
+) -> None:
+    """The HNSW statement's ORDER BY matches the index expression, so the planner uses it."""
+    vectors = unit_vectors(1, 5)
+    tuning = search.SearchTuning()
+    sql = search._hnsw_sql(search._FILTERS[(False, False)], halfvec=tuning.halfvec)
+    values = {"query": vectors[0], "threshold": -1.0, "limit": 10, "candidates": 40}
+    statement, *arguments = search._compile("EXPLAIN (FORMAT JSON) " + sql, values)
+    async with connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        plan = await connection.fetchval(statement, *arguments)
+    text = plan if isinstance(plan, str) else json.dumps(plan)
+    assert f'"Index Name": "{bulk.VECTOR_INDEX}"' in text, text
+
+
+async def test_an_import_with_the_index_deferred_ends_with_a_valid_index_and_the_rows(
+    db: LearningDatabase, connection: asyncpg.Connection, embedder: object, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from orb_learning.importer import import_duckdb
+    from orb_learning.store import RECORD_COLUMNS
+    from tests.test_import_duckdb import DESCRIPTIONS, check_table, source_rows, write_duckdb
+
+    rows = source_rows()[: len(DESCRIPTIONS)]
+    path = write_duckdb(Path(str(tmp_path)) / "learning.db", rows)
+    before = await index_state(connection)
+    summary = await import_duckdb(db, path, defer_index=True)
+
+    assert summary.index_deferred and summary.imported == len(rows)
+    after = await index_state(connection)
+    assert after is not None and after["indisvalid"]
+    assert before is not None and after["definition"] == before["definition"]
+    await check_table(connection, rows, list(RECORD_COLUMNS), embedder)  # type: ignore[arg-type]
