@@ -93,6 +93,7 @@ class OnnxRunner:
     def load(
         cls, directory: Path, name: str, variant: str, batch_size: int, threads: int | None
     ) -> OnnxRunner:
+        """The cached graph of ``variant`` (exported first if missing), checked."""
         layout = read_layout(directory, name)
         if not (directory / "tokenizer.json").is_file():
             raise EmbeddingModelError(
@@ -100,6 +101,22 @@ class OnnxRunner:
                 "need: use the torch backend (ORB_LEARNING_EMBEDDING_BACKEND=torch)"
             )
         path = onnx_export.ensure_model(directory, name, variant)
+        runner = cls.open(directory, layout, path, batch_size, threads)
+        runner.check(path.with_name("reference.npy"), name, variant)
+        return runner
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        layout: Layout,
+        path: Path,
+        batch_size: int,
+        threads: int | None,
+        *,
+        spinning: bool = False,
+    ) -> OnnxRunner:
+        """A session on the graph at ``path``, unchecked (the benchmark opens variants)."""
         try:
             import onnxruntime
             from tokenizers import Tokenizer
@@ -117,17 +134,16 @@ class OnnxRunner:
         options.intra_op_num_threads = threads or 0  # 0: one per physical core
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle pool threads sleep instead of spinning: the CPU is shared with PostgreSQL.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # By default idle pool threads sleep instead of spinning: the CPU is shared with
+        # PostgreSQL, and spinning bought little (bench/EMBEDDINGS.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
         try:
             session = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
-            raise EmbeddingModelError(f"cannot load the ONNX export {path}: {exc}") from exc
-        runner = cls(session, tokenizer, layout, batch_size, pad_id)
-        runner.check(path.with_name("reference.npy"), name, variant)
-        return runner
+            raise EmbeddingModelError(f"cannot load the ONNX graph {path}: {exc}") from exc
+        return cls(session, tokenizer, layout, batch_size, pad_id)
 
     def check(self, reference_file: Path, name: str, variant: str) -> None:
         """Refuse a graph whose probes drift from the reference's (checked at every load)."""
