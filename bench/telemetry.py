@@ -25,7 +25,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import telemetry_markdown, telemetry_report
+from bench import telemetry_compare, telemetry_markdown, telemetry_report
 from bench.telemetry_markdown import DEFAULT, E2E, FEWER, FROZEN, HASH, IDLE_W
 from bench.telemetry_probes import HashEmbedder, TimedModel
 from bench.telemetry_runs import (
@@ -46,7 +46,7 @@ from bench.telemetry_stream import make_tasks, shares
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     results: dict[str, Any] = {
-        "parameters": {k: v for k, v in vars(args).items() if k not in ("dsn", "out")},
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("dsn", "out", "before")},
         "machine": machine(),
         "load_average": {"start": os.getloadavg()},
     }
@@ -195,6 +195,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if results["throughput"]["end_to_end_real"]["run"]["rows"] != args.tasks:
         log("WARNING: the end-to-end database does not hold one row per task")
     results["targets"] = telemetry_markdown.verdicts(results)
+    if args.before and args.before.is_file():
+        results["before"] = telemetry_compare.summary(json.loads(args.before.read_text()))
+        results["before"]["file"] = str(args.before)
     results["total_seconds"] = time.perf_counter() - started
     results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return results
@@ -214,6 +217,8 @@ def throughput(
     hash_s = statistics.median(h["seconds"] for h in hash_runs)
     per_model = [g["model"]["seconds"] / g["e2e"]["seconds"] for g in segments]
     per_db = [g["db"] / g["e2e"]["seconds"] for g in segments]
+    exposed_s = sum(g["e2e"]["db_exposed_seconds"] for g in segments)
+    per_exposed = [g["e2e"]["db_exposed_seconds"] / g["e2e"]["seconds"] for g in segments]
     stats = [g["e2e"].pop("stats") for g in segments]
 
     def row(seconds: float, note: str, **extra: Any) -> dict[str, Any]:
@@ -232,6 +237,10 @@ def throughput(
         "encode_seconds": encode_s,
         "store_seconds": store_s,
         "store_calls": sum(g["e2e"]["store_calls"] for g in segments),
+        "db_exposed_seconds": exposed_s,
+        "store_encode_overlap_seconds": sum(
+            g["e2e"]["store_encode_overlap_seconds"] for g in segments
+        ),
         "cpu_per_wall": sum(g["e2e"]["cpu_seconds"] for g in segments) / e2e_s,
         "rows": segments[-1]["e2e"]["rows"],
         "flushed": all(g["e2e"]["flushed"] for g in segments),
@@ -274,8 +283,12 @@ def throughput(
             "db_share": db_s / e2e_s,
             "db_share_per_segment": per_db,
             "db_share_median": statistics.median(per_db),
+            "db_exposed_share": exposed_s / e2e_s,
+            "db_exposed_share_per_segment": per_exposed,
+            "db_exposed_share_median": statistics.median(per_exposed),
             "in_run_encode_share": encode_s / e2e_s,
-            "in_run_store_other_share": (store_s - encode_s) / e2e_s,
+            "in_run_store_share": store_s / e2e_s,
+            "in_run_model_idle_share": 1 - encode_s / e2e_s,
             "in_run_encode_over_model_alone": encode_s
             / sum(g["model"]["encode_seconds"] for g in segments),
             "hash_over_real": e2e_s / hash_s,
@@ -302,6 +315,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--flush-timeout", type=float, default=900.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=BENCH_DIR)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=telemetry_compare.DEFAULT_BEFORE,
+        help="an earlier run's telemetry.json, compared in TELEMETRY.md ('' for none)",
+    )
     args = parser.parse_args(argv)
     if (
         args.tasks < 2 * args.segments

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from bench import telemetry_compare
 from bench.telemetry_report import (
     ALL,
     TARGET_DB_SHARE,
@@ -40,12 +41,15 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
         },
         {
             "target": f"database writes under {TARGET_DB_SHARE:.0%} of the end-to-end time "
-            "(db alone / end to end, real model; median of the segments)",
-            "pass": ratios["db_share_median"] < TARGET_DB_SHARE,
-            "measured": f"{ratios['db_share_median']:.1%} (segments: "
-            f"{_list(ratios['db_share_per_segment'], '.1%')}; sums: {ratios['db_share']:.1%}; "
-            f"inside the runs, store_executions minus the model: "
-            f"{ratios['in_run_store_other_share']:.1%})",
+            "(the time they add to it: writes while no model call runs, real model; median "
+            "of the segments)",
+            "pass": ratios["db_exposed_share_median"] < TARGET_DB_SHARE,
+            "measured": f"{ratios['db_exposed_share_median']:.1%} (segments: "
+            f"{_list(ratios['db_exposed_share_per_segment'], '.1%')}; sums: "
+            f"{ratios['db_exposed_share']:.1%}); the writes themselves, overlapped or not: "
+            f"{ratios['in_run_store_share']:.1%} inside the runs, and the same batches "
+            f"written alone take {ratios['db_share_median']:.1%} of the end-to-end time "
+            f"(segments: {_list(ratios['db_share_per_segment'], '.1%')})",
         },
         {
             "target": "throughput bounded by embedding speed: capture / model alone >= "
@@ -103,8 +107,9 @@ def paragraph(results: dict[str, Any]) -> str:
             f"**Caller's side.** A capture call costs {idle[ALL]['p50']:.1f} us at the median "
             f"and {idle[ALL]['p99']:.1f} us at p99 with the writer idle, and "
             f"{busy[ALL]['p50']:.1f} / {busy[ALL]['p99']:.1f} us while the writer runs the real"
-            f" model: the median is the capture's own work (validation, correlation, a JSON-safe"
-            f" copy of the event), {busy[ALL]['p50'] / busy[RECORD]['p50']:.1f}x the cost of "
+            " model: the median is the call's own work (shape checks, a snapshot of the event, "
+            "an append to the inbox; validation and correlation run after it returns), "
+            f"{busy[ALL]['p50'] / busy[RECORD]['p50']:.2f}x the cost of "
             f"building one ExecutionRecord ({busy[RECORD]['p50']:.1f} us) and "
             f"{busy[ALL]['p50'] / busy[AWAIT]['p50']:.0f}x an await of a trivial coroutine "
             f"({busy[AWAIT]['p50']:.2f} us) timed beside it; a routing decision costs "
@@ -123,12 +128,18 @@ def paragraph(results: dict[str, Any]) -> str:
             f"({_lower(frozen, busy)}).",
             f"**Throughput.** Segment by segment (median), the capture stores "
             f"{r['capture_over_model_median']:.2f}x as many records per second as the model "
-            f"alone embeds, the database writes alone take {r['db_share_median']:.1%} of the "
-            f"end-to-end time, and inside the runs the model takes "
-            f"{r['in_run_encode_share']:.1%} of it. The writer embeds a batch, writes it, then "
-            "takes the next: the database time adds to the model's instead of overlapping it, "
-            "so the ratio is about 1 / (1 + database share). With a trivial embedder the "
-            f"pipeline stores {t['end_to_end_hash']['records_per_second']:.0f} records/s, "
+            f"alone embeds. The writer embeds batch N+1 while batch N is written: inside the "
+            f"runs the model runs {r['in_run_encode_share']:.1%} of the time, the writes "
+            f"{r['in_run_store_share']:.1%}, and the writes while no model call runs (the time"
+            f" the database adds) {r['db_exposed_share_median']:.1%}; the same batches written "
+            f"alone take {r['db_share_median']:.1%} of the end-to-end time. What is left "
+            f"between the model calls ({r['in_run_model_idle_share']:.1%} of the run) is the "
+            "exposed writes, the first batch's wait for batch_size records or batch_timeout, "
+            "and the last batch's write. The model's own calls run "
+            f"{r['in_run_encode_over_model_alone']:.2f}x as long as alone (above 1: they share"
+            " the cores with PostgreSQL's writes, the capture calls or other load). With a "
+            f"trivial embedder the pipeline stores "
+            f"{t['end_to_end_hash']['records_per_second']:.0f} records/s, "
             f"{r['hash_over_real']:.1f}x the real model's end-to-end rate; there the database "
             f"writes alone take {r['hash_db_share']:.0%} of the time (its hash vectors cost "
             f"{r['hash_db_alone_over_real_db_alone']:.1f}x the model's to index).",
@@ -183,6 +194,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         paragraph(results),
         "",
+        *telemetry_compare.render(results),
         "## Caller-side cost of one call (microseconds)",
         "",
         "Timed with `time.perf_counter_ns()` around each `await`. With several rounds: the "
@@ -252,9 +264,12 @@ def render(results: dict[str, Any]) -> str:
         f"{_list(ratios['db_share_per_segment'], '.1%')}; median "
         f"{ratios['db_share_median']:.1%})",
         f"- inside the end-to-end run: model encode {run['encode_seconds']:.1f} s "
-        f"({ratios['in_run_encode_share']:.1%}); the rest of `store_executions` (validation, "
-        f"COPY, upsert) {run['store_seconds'] - run['encode_seconds']:.1f} s "
-        f"({ratios['in_run_store_other_share']:.1%}), {run['store_calls']} calls",
+        f"({ratios['in_run_encode_share']:.1%}); `store_executions` (validation, COPY, "
+        f"upsert, with the vectors embedded ahead) {run['store_seconds']:.1f} s "
+        f"({ratios['in_run_store_share']:.1%}), {run['store_calls']} calls, of which "
+        f"{run['store_encode_overlap_seconds']:.1f} s while the model embedded the next batch"
+        f" and {run['db_exposed_seconds']:.1f} s ({ratios['db_exposed_share']:.1%}) while it "
+        "did not",
         f"- process CPU / wall time: {run['cpu_per_wall']:.2f} end to end, "
         f"{t['model_alone']['cpu_per_wall']:.2f} for the model alone",
         f"- the model's own time in the end-to-end run / the model alone: "

@@ -45,6 +45,21 @@ def _overlaps(spans: list[tuple[int, ...]], starts: list[int], t0: int, t1: int)
     return i > 0 and spans[i - 1][1] > t0
 
 
+def overlap_seconds(spans: Sequence[tuple[int, int]], others: Sequence[tuple[int, int]]) -> float:
+    """The time (s) where one of ``spans`` and one of ``others`` (each a set of disjoint
+    (start ns, end ns) spans) run at once."""
+    a, b = sorted(spans), sorted(others)
+    i = j = total = 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        total += max(0, end - start)
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total / 1e9
+
+
 def analyse(
     samples: Samples, monitor: GcMonitor, encodes: list[tuple[int, int]], window: tuple[int, int]
 ) -> dict[str, Any]:
@@ -261,7 +276,8 @@ def render_text(results: dict[str, Any]) -> str:
         f"capture/model-alone throughput ratio: {r['capture_over_model']:.3f}",
         f"share of end-to-end time in database writes (db alone / end to end): {r['db_share']:.1%}",
         f"in the run: model encode {r['in_run_encode_share']:.1%} of the time, "
-        f"the rest of store_executions {r['in_run_store_other_share']:.1%}",
+        f"store_executions {r['in_run_store_share']:.1%}, of it while no model call ran "
+        f"{r['db_exposed_share']:.1%}",
         f"pipeline ceiling (hash embedder) / real model: {r['hash_over_real']:.1f}x",
         "",
         "Targets:",

@@ -53,7 +53,14 @@ Feedback (``capture_feedback``, ``orb_learning.feedback``): ``task_id`` and ``ra
 None = anonymous), ``feedback_id`` (default: a new UUID), ``timestamp``.
 
 An event that breaks these rules is rejected: logged with the reason, counted in
-``events_rejected``, and never raised into the caller.
+``events_rejected``, and never raised into the caller. The call itself refuses only what is
+plainly malformed (not a mapping, no task_id or one that is neither a UUID nor a string, a
+routing decision without ``routing``, an outcome without ``success`` or ``status``); the
+rest is validated right behind the call, on the event loop (see :mod:`.intake`).
+
+The event is snapshotted at the call: its dict and the dicts, lists, tuples and sets in it
+are copied, so the caller may reuse or change them afterwards; other objects (a routing
+object, enums) are read later and must not be changed after the call.
 """
 
 from __future__ import annotations

@@ -1,0 +1,111 @@
+"""Before and after: the key figures of an earlier run (``--before``, an earlier
+``telemetry.json``) beside this run's, for ``TELEMETRY.md``.
+
+Runs of this benchmark made with an older library still read: the database time on the
+critical path was then ``store_executions`` minus the model (the writer embedded inside
+it, so none of it overlapped), which is what the spans measure now.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench.telemetry_report import ALL
+from bench.telemetry_stream import CAPTURE_KINDS
+
+DEFAULT_BEFORE = Path(__file__).resolve().parent / "history" / "97cc938" / "telemetry.json"
+IDLE_W = "writer idle, default GC"
+DEFAULT = "real model busy, default GC"
+E2E = "throughput run, real model, default GC"
+
+
+def _exposed(throughput: dict[str, Any]) -> float:
+    """Median over segments of the database's time not hidden behind the model."""
+    ratios = throughput["ratios"]
+    if "db_exposed_share_median" in ratios:
+        return float(ratios["db_exposed_share_median"])
+    segments = throughput["end_to_end_real"]["segments"]
+    return statistics.median(
+        (g["store_seconds"] - g["encode_seconds"]) / g["seconds"] for g in segments
+    )
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The figures compared, from a run's results."""
+    conditions = results["caller_side"]["conditions"]
+    t = results["throughput"]
+    calls = {
+        name: {
+            label: {q: conditions[name]["by_label"][label][q] for q in ("p50", "p99")}
+            for label in (ALL, *CAPTURE_KINDS)
+        }
+        for name in (IDLE_W, DEFAULT, E2E)
+    }
+    return {
+        "finished_at": results["finished_at"],
+        "commit": results["machine"]["commit"],
+        "load_average": results["load_average"],
+        "tasks": results["parameters"]["tasks"],
+        "calls": calls,
+        "capture_over_model": t["ratios"]["capture_over_model_median"],
+        "db_alone_share": t["ratios"]["db_share_median"],
+        "db_exposed_share": _exposed(t),
+        "records_per_second": {
+            key: t[key]["records_per_second"]
+            for key in ("model_alone", "end_to_end_real", "db_alone", "end_to_end_hash")
+        },
+    }
+
+
+def _change(before: float, after: float) -> str:
+    return f"{after / before:.2f}x" if before else "-"
+
+
+def render(results: dict[str, Any]) -> list[str]:
+    """The Markdown section (empty without an earlier run)."""
+    if "before" not in results:
+        return []
+    b, a = results["before"], summary(results)
+    rows: list[tuple[str, str, str, str]] = []
+    for name in (DEFAULT, IDLE_W, E2E):
+        for q in ("p50", "p99"):
+            x, y = b["calls"][name][ALL][q], a["calls"][name][ALL][q]
+            rows.append(
+                (f"all capture calls, {q} us ({name})", f"{x:.1f}", f"{y:.1f}", _change(x, y))
+            )
+    for label in CAPTURE_KINDS:
+        x, y = b["calls"][DEFAULT][label]["p50"], a["calls"][DEFAULT][label]["p50"]
+        rows.append((f"{label}, p50 us ({DEFAULT})", f"{x:.1f}", f"{y:.1f}", _change(x, y)))
+    for key, label in (
+        ("capture_over_model", "capture / model alone, records/s (median of segments)"),
+    ):
+        rows.append((label, f"{b[key]:.3f}", f"{a[key]:.3f}", _change(b[key], a[key])))
+    for key, label in (
+        ("db_exposed_share", "database time not overlapped by the model / end to end"),
+        ("db_alone_share", "database writes alone / end to end (the work, overlapped or not)"),
+    ):
+        rows.append((label, f"{b[key]:.1%}", f"{a[key]:.1%}", _change(b[key], a[key])))
+    for key, label in (
+        ("end_to_end_real", "capture end to end, real model, records/s"),
+        ("model_alone", "model alone, texts/s"),
+        ("db_alone", "database writes alone, records/s"),
+        ("end_to_end_hash", "capture end to end, hash embedder, records/s"),
+    ):
+        x, y = b["records_per_second"][key], a["records_per_second"][key]
+        rows.append((label, f"{x:,.1f}", f"{y:,.1f}", _change(x, y)))
+    load = ", ".join(f"{v:.2f}" for v in b["load_average"]["start"])
+    out = [
+        "## Before and after",
+        "",
+        f"Before: the library and benchmark at {b['commit']} ({b['finished_at']}, "
+        f"{b['tasks']:,} tasks, load average at start {load}; `{Path(b['file']).name}` from "
+        f"`{Path(b['file']).parent.name}`); after: this run. Two runs, one after the other on "
+        "the same machine: compare the ratios first, the absolute figures with care.",
+        "",
+        "| figure | before | after | after / before |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
+    return [*out, ""]
