@@ -86,6 +86,8 @@ def ensure_model(directory: Path, name: str, variant: str) -> Path:
             "writable directory, or use the torch backend"
         ) from exc
     with _locked(target_dir / ".lock"):
+        for stale in target_dir.glob(".*.tmp.*"):  # left by a writer that died holding the lock
+            stale.unlink(missing_ok=True)
         fp32 = target_dir / "fp32.onnx"
         reference = target_dir / "reference.npy"
         if not fp32.is_file() or not reference.is_file():
@@ -162,7 +164,8 @@ def _export(directory: Path, name: str, target: Path) -> None:
     if "token_type_ids" not in inspect.signature(model.forward).parameters:
         names.pop()
     tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-    tokenizer.enable_padding(pad_id=0)  # two texts of different lengths: masks get traced
+    pad_id = tokenizer.token_to_id("[PAD]") or tokenizer.token_to_id("<pad>") or 0
+    tokenizer.enable_padding(pad_id=pad_id)  # texts of different lengths: masks get traced
     tokenizer.enable_truncation(max_length=64)
     samples = tokenizer.encode_batch(["Fix the login bug", "Optimize slow queries now please"])
     columns = {
