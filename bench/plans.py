@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from orb_learning.views import CURRENT_VIEWS
+
 from . import queries
 from .capture import Captured
 from .queries import key
@@ -21,7 +23,7 @@ async def scans(connection: asyncpg.Connection, sql: str, args: tuple[Any, ...])
     return {"execution_ms": plan["Execution Time"], "scans": found}
 
 
-_RELATIONS = {"executions", *queries.VIEWS.values()}
+_RELATIONS = {"executions", *(view.name for view in CURRENT_VIEWS)}
 
 
 def _walk(node: dict[str, Any], found: list[dict[str, Any]]) -> None:

@@ -31,12 +31,12 @@ from bench import (
     machine,
     plancache,
     plans,
-    queries,
     report,
     scenarios,
     server,
     viewindexes,
 )
+from orb_learning.views import CURRENT_VIEWS
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -87,7 +87,7 @@ async def run_level(server_url: str, rows: int, args: argparse.Namespace) -> dic
         try:
             # As autovacuum does within a minute of the first refresh; measuring before
             # that would time plans made without statistics (and autovacuum mid-run).
-            await connection.execute(f"ANALYZE {', '.join(queries.VIEWS.values())}")
+            await connection.execute(f"ANALYZE {', '.join(v.name for v in CURRENT_VIEWS)}")
             sizes = await scenarios.sizes(connection)
             async with data.open_database(url) as db:
                 tail_count = max(1, round(rows * args.tail_fraction))
