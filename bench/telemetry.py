@@ -42,11 +42,13 @@ from bench.telemetry_runs import (
 )
 from bench.telemetry_stream import make_tasks, shares
 
+_NOT_PARAMETERS = ("dsn", "out", "before", "same_model")
+
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     results: dict[str, Any] = {
-        "parameters": {k: v for k, v in vars(args).items() if k not in ("dsn", "out", "before")},
+        "parameters": {k: v for k, v in vars(args).items() if k not in _NOT_PARAMETERS},
         "machine": machine(),
         "load_average": {"start": os.getloadavg()},
     }
@@ -63,6 +65,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.to_thread(model.load)
             results["model"] = {
                 "name": model.name,
+                "backend": getattr(model, "backend", "torch"),
                 "load_seconds": time.perf_counter() - t0,
                 "torch_threads": torch_threads(),
             }
@@ -198,6 +201,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.before and args.before.is_file():
         results["before"] = telemetry_compare.summary(json.loads(args.before.read_text()))
         results["before"]["file"] = str(args.before)
+    if args.same_model and args.same_model.is_file():
+        results["same_model"] = telemetry_compare.summary(json.loads(args.same_model.read_text()))
     results["total_seconds"] = time.perf_counter() - started
     results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return results
@@ -320,6 +325,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=telemetry_compare.DEFAULT_BEFORE,
         help="an earlier run's telemetry.json, compared in TELEMETRY.md ('' for none)",
+    )
+    parser.add_argument(
+        "--same-model",
+        type=Path,
+        help="a run of this library with the model the --before run used (e.g. "
+        "ORB_LEARNING_EMBEDDING_BACKEND=torch): a third column of the comparison",
     )
     args = parser.parse_args(argv)
     if (

@@ -63,49 +63,75 @@ def _change(before: float, after: float) -> str:
     return f"{after / before:.2f}x" if before else "-"
 
 
-def render(results: dict[str, Any]) -> list[str]:
-    """The Markdown section (empty without an earlier run)."""
-    if "before" not in results:
-        return []
-    b, a = results["before"], summary(results)
-    rows: list[tuple[str, str, str, str]] = []
+def _rows(b: dict[str, Any], a: dict[str, Any]) -> list[tuple[str, float, float, str]]:
+    """(figure, before, after, format) for the figures compared."""
+    rows = []
     for name in (DEFAULT, IDLE_W, E2E):
         for q in ("p50", "p99"):
-            x, y = b["calls"][name][ALL][q], a["calls"][name][ALL][q]
-            rows.append(
-                (f"all capture calls, {q} us ({name})", f"{x:.1f}", f"{y:.1f}", _change(x, y))
-            )
-    for label in CAPTURE_KINDS:
-        x, y = b["calls"][DEFAULT][label]["p50"], a["calls"][DEFAULT][label]["p50"]
-        rows.append((f"{label}, p50 us ({DEFAULT})", f"{x:.1f}", f"{y:.1f}", _change(x, y)))
-    for key, label in (
-        ("capture_over_model", "capture / model alone, records/s (median of segments)"),
-    ):
-        rows.append((label, f"{b[key]:.3f}", f"{a[key]:.3f}", _change(b[key], a[key])))
+            label = f"all capture calls, {q} us ({name})"
+            rows.append((label, b["calls"][name][ALL][q], a["calls"][name][ALL][q], ".1f"))
+    for kind in CAPTURE_KINDS:
+        label = f"{kind}, p50 us ({DEFAULT})"
+        rows.append(
+            (label, b["calls"][DEFAULT][kind]["p50"], a["calls"][DEFAULT][kind]["p50"], ".1f")
+        )
+    rows.append(
+        (
+            "capture / model alone, records/s (median of segments)",
+            b["capture_over_model"],
+            a["capture_over_model"],
+            ".3f",
+        )
+    )
     for key, label in (
         ("db_exposed_share", "database time not overlapped by the model / end to end"),
         ("db_alone_share", "database writes alone / end to end (the work, overlapped or not)"),
     ):
-        rows.append((label, f"{b[key]:.1%}", f"{a[key]:.1%}", _change(b[key], a[key])))
+        rows.append((label, b[key], a[key], ".1%"))
     for key, label in (
         ("end_to_end_real", "capture end to end, real model, records/s"),
         ("model_alone", "model alone, texts/s"),
         ("db_alone", "database writes alone, records/s"),
         ("end_to_end_hash", "capture end to end, hash embedder, records/s"),
     ):
-        x, y = b["records_per_second"][key], a["records_per_second"][key]
-        rows.append((label, f"{x:,.1f}", f"{y:,.1f}", _change(x, y)))
+        rows.append((label, b["records_per_second"][key], a["records_per_second"][key], ",.1f"))
+    return rows
+
+
+def render(results: dict[str, Any]) -> list[str]:
+    """The Markdown section (empty without an earlier run)."""
+    if "before" not in results:
+        return []
+    b, a, same = results["before"], summary(results), results.get("same_model")
+    backend = results["model"].get("backend", "torch")
     load = ", ".join(f"{v:.2f}" for v in b["load_average"]["start"])
     out = [
         "## Before and after",
         "",
         f"Before: the library and benchmark at {b['commit']} ({b['finished_at']}, "
         f"{b['tasks']:,} tasks, load average at start {load}; `{Path(b['file']).name}` from "
-        f"`{Path(b['file']).parent.name}`); after: this run. Two runs, one after the other on "
-        "the same machine: compare the ratios first, the absolute figures with care.",
-        "",
-        "| figure | before | after | after / before |",
-        "|---|---|---|---|",
+        f"`{Path(b['file']).parent.name}`), with the torch backend, the only one then; after:"
+        f" this run, with the library's default backend ({backend}).",
     ]
-    out += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
+    header = ["figure", "before", f"after ({backend})", "after / before"]
+    if same is not None:
+        out[-1] += (
+            f" The middle column is a run of this library with the torch backend "
+            f"({same['finished_at']}, commit {same['commit']}), so that the model is the same "
+            "as before and only the capture changed."
+        )
+        header[2:2] = ["after (torch)", "after (torch) / before"]
+    out[-1] += (
+        " Runs one after the other on the same machine: compare the ratios first, the "
+        "absolute figures with care."
+    )
+    out += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    others = [(r[2], r[1]) for r in _rows(b, same)] if same is not None else []
+    for n, (label, x, y, spec) in enumerate(_rows(b, a)):
+        cells = [label, format(x, spec)]
+        if same is not None:
+            z = others[n][0]
+            cells += [format(z, spec), _change(x, z)]
+        cells += [format(y, spec), _change(x, y)]
+        out.append("| " + " | ".join(cells) + " |")
     return [*out, ""]

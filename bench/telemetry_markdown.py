@@ -167,7 +167,8 @@ def render(results: dict[str, Any]) -> str:
         f"- Python: {m['python']} (GC thresholds {tuple(m['gc_threshold'])}, thread switch "
         f"interval {m['switch_interval_ms']:g} ms)",
         f"- PostgreSQL: {s['version']}; pgvector {s['pgvector']} ({p['server']} server)",
-        f"- orb-learning {m['orb_learning']} at {m['commit']}; model {model['name']} (loaded in "
+        f"- orb-learning {m['orb_learning']} at {m['commit']}; model {model['name']}, backend "
+        f"{model.get('backend', 'torch')} (loaded in "
         f"{model['load_seconds']:.1f} s; torch threads {model['torch_threads']})",
         f"- load average at start / end: {_load(load['start'])} / {_load(load['end'])}",
         "",
