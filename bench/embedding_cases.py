@@ -135,7 +135,7 @@ def cases() -> list[Case]:
         ),
         Case(
             "onnx-int8",
-            "ONNX Runtime, 8-bit weights in blocks of 128, int8 products (default)",
+            "ONNX Runtime, 8-bit weights in blocks of 32, int8 products",
             library("onnx-int8"),
             True,
         ),

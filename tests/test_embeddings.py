@@ -118,21 +118,6 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def assert_same_rows(actual: np.ndarray, expected: np.ndarray) -> None:
-    """Row i of ``actual`` is the embedding of the text of row i of ``expected``.
-
-    Not bit for bit: the int8 backend quantises activations, so a text's vector moves a
-    little with the padding of its batch (cosine >= 0.9998 on the fixed sentence set).
-    Each row must still be nearer to its own text than to any other.
-    """
-    actual, expected = np.atleast_2d(actual), np.atleast_2d(expected)
-    assert actual.shape == expected.shape
-    similarities = actual @ expected.T
-    assert np.all(np.diag(similarities) >= 0.9995), np.diag(similarities).min()
-    if len(actual) > 1:
-        assert list(similarities.argmax(axis=1)) == list(range(len(actual)))
-
-
 # --- the model ------------------------------------------------------------------------
 
 
@@ -254,7 +239,7 @@ async def test_embed_query_matches_embed_many(counting: CountingEmbedder) -> Non
         assert query.shape == (384,)
         assert query.dtype == np.float32
         assert many.shape == (2, 384)
-        assert_same_rows(query, many[1])
+        np.testing.assert_allclose(query, many[1], atol=1e-5)
         assert (await service.embed_many([])).shape == (0, 384)
     finally:
         await service.close()
@@ -268,7 +253,7 @@ async def test_embed_many_chunks_and_keeps_order(counting: CountingEmbedder) -> 
     finally:
         await service.close()
     assert [len(call) for call in counting.calls if call] == [7, 7, 6]
-    assert_same_rows(rows, counting.inner.encode(texts))
+    np.testing.assert_allclose(rows, counting.inner.encode(texts), atol=1e-5)
     assert service.cache_info().size == 0  # the batch path does not cache
 
 
@@ -322,7 +307,7 @@ async def test_concurrent_queries_are_coalesced(counting: CountingEmbedder) -> N
     assert model_calls <= 5
     assert counting.texts_encoded == 100  # 50 once by the queries, 50 by embed_many
     for row, want in zip(rows, expected, strict=True):
-        assert_same_rows(row, want)
+        np.testing.assert_allclose(row, want, atol=1e-5)
 
 
 async def test_queries_queue_behind_a_running_call() -> None:

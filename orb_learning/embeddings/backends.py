@@ -22,7 +22,7 @@ BACKENDS: Mapping[str, str] = MappingProxyType(
         # name: what runs it
         "torch": "torch",  # sentence-transformers, float32: the reference
         "onnx": "fp32",  # ONNX Runtime, the exported graph in float32
-        "onnx-int8": "int8",  # ONNX Runtime, 8-bit block-quantised weights, int8 products
+        "onnx-int8": "int8",  # ONNX Runtime, 8-bit weights in blocks of 32, int8 products
     }
 )
 DEFAULT_BACKEND = "onnx-int8"
