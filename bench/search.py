@@ -163,6 +163,7 @@ async def run_level(
             t = time.perf_counter()
             await connection.execute("VACUUM (ANALYZE) executions", timeout=86_400)
             level["vacuum_seconds"] = time.perf_counter() - t
+            save()
             precisions = [library_precision]
             level["builds"] = {library_precision: stats.index_seconds}
             if not args.no_compare:
@@ -173,8 +174,8 @@ async def run_level(
                 )
                 precisions.append(other)
             level["sizes"] = await search_cases.sizes(connection, rows)
-            async with search_cases.open_db(url, queries) as db:
-                await db.refresh_views()
+            async with search_cases.open_db(url, queries, command_timeout=3600) as db:
+                await db.refresh_views()  # over 30 s at 1M rows on a busy machine
             await connection.execute("ANALYZE")
             log(f"[{rows:,}] exact answers in PostgreSQL ({len(names)} queries x {len(CASES)})")
             exact, exact_seconds = await search_cases.exact_answers(connection, queries)

@@ -31,9 +31,11 @@ Exact = dict[str, list[list[str]]]
 """Case -> per query, the exact top-10 ids."""
 
 
-def open_db(url: str, queries: np.ndarray, tuning: SearchTuning | None = None) -> LearningDatabase:
+def open_db(
+    url: str, queries: np.ndarray, tuning: SearchTuning | None = None, **settings: Any
+) -> LearningDatabase:
     """The library as a service uses it; queries embedded beforehand (excluded from times)."""
-    db = LearningDatabase(url, preload_model=False, embedder=QueryEmbedder(queries))
+    db = LearningDatabase(url, preload_model=False, embedder=QueryEmbedder(queries), **settings)
     if tuning is not None:
         db._tuning = tuning  # the benchmark's variants: full precision, ef_search sweep
     return db
