@@ -130,7 +130,7 @@ def cases() -> list[Case]:
         Case(
             "onnx-int8-dynamic",
             "ONNX Runtime quantize_dynamic: int8 weights, per-tensor int8 activations",
-            lambda b: _onnx_variant(dynamic_int8_graph(), b, None, False),
+            lambda b: _onnx_variant(dynamic_int8_graph(), b, None, True),
             False,
         ),
         Case(
@@ -146,9 +146,9 @@ def cases() -> list[Case]:
             False,
         ),
         Case(
-            "onnx-int8 spinning",
-            "the default backend with ONNX Runtime's spinning pool threads",
-            lambda b: _onnx_variant(int8_graph(), b, None, True),
+            "onnx-int8 sleeping",
+            "the default backend with pool threads that sleep instead of spinning",
+            lambda b: _onnx_variant(int8_graph(), b, None, False),
             False,
         ),
     ]

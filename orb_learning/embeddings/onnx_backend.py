@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
     from tokenizers import Encoding
 
+TOKENS_PER_RUN = 256  # texts x padded length of one ONNX run
+
 _POOLING_MODES = {
     "pooling_mode_mean_tokens": "mean",
     "pooling_mode_cls_token": "cls",
@@ -114,7 +116,7 @@ class OnnxRunner:
         batch_size: int,
         threads: int | None,
         *,
-        spinning: bool = False,
+        spinning: bool = True,
     ) -> OnnxRunner:
         """A session on the graph at ``path``, unchecked (the benchmark opens variants)."""
         try:
@@ -134,8 +136,8 @@ class OnnxRunner:
         options.intra_op_num_threads = threads or 0  # 0: one per physical core
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # By default idle pool threads sleep instead of spinning: the CPU is shared with
-        # PostgreSQL, and spinning bought little (bench/EMBEDDINGS.md).
+        # Pool threads spin between the operators of a run (ONNX Runtime's default): putting
+        # them to sleep cost a query 1.1 ms of 5 (bench/EMBEDDINGS.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
         try:
             session = onnxruntime.InferenceSession(
@@ -159,7 +161,12 @@ class OnnxRunner:
             )
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Tokenize all, sort by length, run padded batches of similar lengths, unsort."""
+        """Tokenize all, sort by length, run padded batches of similar lengths, unsort.
+
+        A run holds at most ``batch_size`` texts and ``TOKENS_PER_RUN`` padded tokens: on
+        2 cores, batches of 64 or 256 short texts were slower than batches of 16 or even
+        single texts (bench/EMBEDDINGS.md), their activations no longer fitting in cache.
+        """
         import numpy as np
 
         if self.layout.lowercase:
@@ -171,9 +178,18 @@ class OnnxRunner:
         lengths = [len(e.ids) for e in encodings]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         rows = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        start = 0
+        while start < len(order):
+            end = start + 1  # grow the run while it stays within both bounds
+            while (
+                end < len(order)
+                and end - start < self.batch_size
+                and (end - start + 1) * lengths[order[end]] <= TOKENS_PER_RUN
+            ):
+                end += 1
+            chunk = order[start:end]
             rows[chunk] = self._run([encodings[i] for i in chunk], lengths[chunk[-1]])
+            start = end
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
         normalised: np.ndarray = rows / np.maximum(norms, 1e-12)
         return normalised
