@@ -181,10 +181,12 @@ async def sweep(
     out = []
     for precision in precisions:
         for ef_search, per_result in SWEEP:
-            tuning = SearchTuning(
+            tuning = SearchTuning(  # fixed points: no scaling with the rows searched
                 ef_search=ef_search,
                 candidates_per_result=per_result,
                 halfvec=precision == "halfvec",
+                scale_ef_search=False,
+                halfvec_ef_factor=1.0,
             )
             async with open_db(url, queries, tuning) as db:
                 quality = await recall(db, names, exact, hnsw_cases)

@@ -144,7 +144,9 @@ def sweep_table(level: dict[str, Any]) -> Table:
         ],
         title=f"HNSW path tuning at {level['rows']:,} rows (recall@10 and p50 ms)",
         note="Candidates per result: the HNSW path fetches k x this many, re-ranks them by "
-        "full-precision distance and keeps k. Library default: ef_search 100, 4 per result.",
+        "full-precision distance and keeps k. Points are fixed ef_search values; the library "
+        "uses 100, doubled on the half-precision index, scaled by sqrt(rows passing the "
+        "filters / 100,000) above 100,000 rows (at most 1,000), 4 per result.",
     )
     for point in level.get("sweep", []):
         t.add(

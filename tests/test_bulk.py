@@ -157,3 +157,18 @@ async def test_an_import_with_the_index_deferred_ends_with_a_valid_index_and_the
     assert after is not None and after["indisvalid"]
     assert before is not None and after["definition"] == before["definition"]
     await check_table(connection, rows, list(RECORD_COLUMNS), embedder)  # type: ignore[arg-type]
+
+
+def test_ef_search_grows_with_the_rows_searched_within_pgvector_bounds() -> None:
+    tuning = search.SearchTuning(ef_search=100, halfvec=False)
+    assert search._ef_search(tuning, 40, 50_000) == 100
+    assert search._ef_search(tuning, 40, 100_000) == 100
+    assert search._ef_search(tuning, 40, 400_000) == 200
+    assert search._ef_search(tuning, 40, 1_000_000) == 316
+    assert search._ef_search(tuning, 40, 1e9) == 1000
+    assert search._ef_search(tuning, 400, 10) == 400  # never fewer than the candidates
+    fixed = search.SearchTuning(ef_search=100, scale_ef_search=False, halfvec=False)
+    assert search._ef_search(fixed, 40, 1_000_000) == 100
+    halfvec = search.SearchTuning(ef_search=100)  # the default: half precision, twice the list
+    assert search._ef_search(halfvec, 40, 50_000) == 200
+    assert search._ef_search(halfvec, 40, 400_000) == 400
