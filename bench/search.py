@@ -52,7 +52,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ingest-batch", type=int, default=1_000, help="rows per call")
     parser.add_argument("--churn", type=float, default=0.078, help="churn cycle / rows")
     parser.add_argument("--sweep-calls", type=int, default=50, help="calls per sweep point")
+    parser.add_argument("--churn-max", type=int, default=10_000, help="at most this many")
     parser.add_argument("--no-compare", action="store_true", help="skip the other precision")
+    parser.add_argument(
+        "--compare-max-rows",
+        type=int,
+        default=100_000,
+        help="build the other precision's index only up to this many rows",
+    )
     parser.add_argument("--no-restart", action="store_true", help="skip restart and prewarm")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where SEARCH.md goes")
@@ -166,7 +173,7 @@ async def run_level(
             save()
             precisions = [library_precision]
             level["builds"] = {library_precision: stats.index_seconds}
-            if not args.no_compare:
+            if not args.no_compare and rows <= args.compare_max_rows:
                 other = "vector" if library_precision == "halfvec" else "halfvec"
                 log(f"[{rows:,}] building the {other} HNSW index for comparison")
                 level["builds"][other] = await search_cases.build_index(
@@ -250,7 +257,7 @@ async def run_level(
             ]
             save()
         if args.churn > 0:
-            count = max(1, round(rows * args.churn))
+            count = max(1, min(round(rows * args.churn), args.churn_max))
             log(f"[{rows:,}] churn cycle: {count:,} inserts, {count:,} deletes, VACUUM")
             connection = await asyncpg.connect(url)
             await init_connection(connection)
