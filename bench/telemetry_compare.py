@@ -110,15 +110,17 @@ def render(results: dict[str, Any]) -> list[str]:
         "",
         f"Before: the library and benchmark at {b['commit']} ({b['finished_at']}, "
         f"{b['tasks']:,} tasks, load average at start {load}; `{Path(b['file']).name}` from "
-        f"`{Path(b['file']).parent.name}`), with the torch backend, the only one then; after:"
-        f" this run, with the library's default backend ({backend}).",
+        f"`{Path(b['file']).parent.name}`; `python bench/telemetry.py` there), with the torch "
+        f"backend, the only one then; after: this run, with the {backend} backend.",
     ]
     header = ["figure", "before", f"after ({backend})", "after / before"]
     if same is not None:
         out[-1] += (
             f" The middle column is a run of this library with the torch backend "
-            f"({same['finished_at']}, commit {same['commit']}), so that the model is the same "
-            "as before and only the capture changed."
+            f"({same['finished_at']}, commit {same['commit']}; "
+            "`ORB_LEARNING_EMBEDDING_BACKEND=torch python bench/telemetry.py`, given to this run"
+            " as `--same-model`), so that the model is the same as before and only the capture "
+            "changed."
         )
         header[2:2] = ["after (torch)", "after (torch) / before"]
     out[-1] += (

@@ -58,9 +58,15 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             "measured": f"{ratios['capture_over_model_median']:.3f} (segments: "
             f"{_list(ratios['capture_over_model_per_segment'], '.3f')}; sums: "
             f"{ratios['capture_over_model']:.3f}; the model's own share of the end-to-end time:"
-            f" {ratios['in_run_encode_share']:.3f})",
+            f" {ratios['in_run_encode_share']:.3f}; its calls ran "
+            f"{ratios['in_run_encode_over_model_alone']:.2f}x as long as alone)"
+            + _short(ratios["capture_over_model_median"], TARGET_MODEL_RATIO),
         },
     ]
+
+
+def _short(value: float, target: float) -> str:
+    return f"; {target - value:.3f} short of the target" if value < target else ""
 
 
 def _fmt(c: Any) -> str:
@@ -119,7 +125,13 @@ def paragraph(results: dict[str, Any]) -> str:
             f"With {threads['what_if']} torch thread(s) instead of {threads['default']} on "
             f"{results['machine']['cores']} cores (a what-if), the busy p99 is "
             f"{fewer[ALL]['p99']:.1f} us ({_lower(fewer, busy)}) and the model alone embeds "
-            f"{slow_:.0f} texts/s against {fast:.0f}.",
+            f"{slow_:.0f} texts/s against {fast:.0f}"
+            + (
+                "."
+                if results["model"].get("backend", "torch") == "torch"
+                else f" (the {results['model']['backend']} backend does not run on torch's "
+                "threads: for it this what-if is only a rerun of the busy condition)."
+            ),
             f"During the calls of the busy rounds the cyclic GC ran {gc['gen0']['collections']}"
             f" young (gen0) collections of at most {gc['gen0']['max_ms']:.1f} ms, "
             f"{gc['gen1']['collections']} gen1 of at most {gc['gen1']['max_ms']:.1f} ms and "
@@ -137,7 +149,14 @@ def paragraph(results: dict[str, Any]) -> str:
             "exposed writes, the first batch's wait for batch_size records or batch_timeout, "
             "and the last batch's write. The model's own calls run "
             f"{r['in_run_encode_over_model_alone']:.2f}x as long as alone (above 1: they share"
-            " the cores with PostgreSQL's writes, the capture calls or other load). With a "
+            " the cores with PostgreSQL's writes, the capture calls or other load), so that "
+            "capture / model alone is about the model's share of the run over that slowdown "
+            f"({r['in_run_encode_share']:.3f} / {r['in_run_encode_over_model_alone']:.3f} = "
+            f"{r['in_run_encode_share'] / r['in_run_encode_over_model_alone']:.3f}): what keeps"
+            " the ratio below 1 is less the database's time on the writer's path "
+            f"({r['db_exposed_share_median']:.1%}) than the model's calls running slower while"
+            " PostgreSQL writes beside them (and whatever else ran) on the machine's cores. "
+            "With a "
             f"trivial embedder the pipeline stores "
             f"{t['end_to_end_hash']['records_per_second']:.0f} records/s, "
             f"{r['hash_over_real']:.1f}x the real model's end-to-end rate; there the database "
