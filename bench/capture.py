@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from orb_learning.views import CURRENT_VIEWS
+
 from . import data, queries
 from .queries import SCOPES, key
 
@@ -100,5 +102,5 @@ def _is_analytics(query: str) -> bool:
     """A query of the call (not the pool's reset on release, nor BEGIN/SET/COMMIT)."""
     words = query.split(None, 1)
     first = words[0].upper() if words else ""
-    relations = ("executions", "view_watermarks", *queries.VIEWS.values())
+    relations = ("executions", "view_watermarks", *(view.name for view in CURRENT_VIEWS))
     return first in ("SELECT", "WITH") and any(name in query for name in relations)
