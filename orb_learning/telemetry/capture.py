@@ -21,7 +21,6 @@ from typing import Any
 
 from ..database import LearningDatabase
 from ..dead_letters import DeadLetter
-from ..embeddings import SentenceTransformerEmbedder
 from .bus import (
     EVENT_TYPES,
     EXECUTION_OUTCOME,
@@ -77,8 +76,9 @@ class TelemetryCapture:
             raise ValueError("timeouts, TTLs and backoffs must be positive")
         self.message_bus = message_bus
         self._owns_database = database is None
-        # One embedder object for the whole life: initialize() may be retried many times.
-        self.database = database or LearningDatabase(embedder=SentenceTransformerEmbedder())
+        # Settings from the environment (server, model, backend); the database keeps its
+        # embedder across retried initialize() calls.
+        self.database = database or LearningDatabase()
         self._counters = Counters()
         self._buffer = Buffer(queue_size, batch_size)
         self._correlator = Correlator(orphan_ttl)
