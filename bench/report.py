@@ -1,6 +1,6 @@
-"""The figures as tables: stdout per level, a headline across levels, and RESULTS.md.
+"""The figures as tables: stdout per level, a headline across levels, and ANALYTICS.md.
 
-Everything is rendered from the results dict (the content of results.json), so the
+Everything is rendered from the results dict (the content of analytics.json), so the
 report can be rebuilt from a saved run.
 """
 

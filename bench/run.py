@@ -4,7 +4,7 @@
 
 Without ``--dsn`` it starts an embedded PostgreSQL 18 + pgvector server in a temporary
 directory and removes it at the end. Each level gets its own database. Progress goes to
-stderr, the tables to stdout, and ``RESULTS.md`` and ``results.json`` to ``--out`` (rewritten
+stderr, the tables to stdout, and ``ANALYTICS.md`` and ``analytics.json`` to ``--out`` (rewritten
 after each level, so a long run leaves what it has measured).
 """
 
@@ -54,10 +54,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=20_000, help="rows per store_executions")
     parser.add_argument("--tail-fraction", type=float, default=0.001, help="live tail / rows")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where RESULTS.md goes")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where ANALYTICS.md goes")
     parser.add_argument("--keep", action="store_true", help="keep the databases (with --dsn)")
     parser.add_argument(
-        "--render", type=Path, metavar="JSON", help="only rewrite RESULTS.md from a results.json"
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only rewrite ANALYTICS.md from an analytics.json",
     )
     parser.add_argument(
         "--view-index-experiment",
@@ -65,7 +68,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="also time the per-repo views with and without their time-bucket indexes (0004)",
     )
     parser.add_argument(
-        "--compare", type=Path, metavar="JSON", help="a previous results.json to compare with"
+        "--compare",
+        type=Path,
+        metavar="JSON",
+        help="a previous analytics.json (or results.json of bench/history) to compare with",
     )
     args = parser.parse_args(argv)
     args.rows = args.rows or [100_000]
@@ -173,13 +179,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def write(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / "RESULTS.md").write_text(report.markdown(results))
+    (out / "analytics.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "ANALYTICS.md").write_text(report.markdown(results))
 
 
 def render(path: Path, out: Path) -> None:
     results = json.loads(path.read_text())
-    (out / "RESULTS.md").write_text(report.markdown(results))
+    (out / "ANALYTICS.md").write_text(report.markdown(results))
     print(report.headline_text(results))
 
 

@@ -1,4 +1,4 @@
-"""A small table that prints as aligned text (stdout) or as Markdown (RESULTS.md)."""
+"""A small table that prints as aligned text (stdout) or as Markdown (the .md reports)."""
 
 from __future__ import annotations
 
