@@ -284,6 +284,7 @@ def headline(results: dict[str, Any]) -> Table:
             "bytes/row",
             "ingest rows/s",
             "bulk load s",
+            "load average",
         ],
         title="Headline: find_similar_executions through the API, library defaults",
     )
@@ -306,6 +307,7 @@ def headline(results: dict[str, Any]) -> Table:
             f"{level['sizes_library']['total_bytes_per_row']:,.0f}",
             f"{level['ingest']['batch']['rows_per_second']:,.0f}",
             f"{level['bulk_load']['total_seconds']:.0f}",
+            f"{level['api']['loadavg'][0]:.1f}",
         )
     return t
 
