@@ -64,7 +64,6 @@ _TIER = (
     f"{_COUNTS}, sum(quality_score), count(quality_score)",
 )
 TIER_PARTS = _windowed("day", "tier_performance_mv", *_TIER)
-TIER_PARTS_ALL_REPOS = _windowed("day", "tier_performance_all_repos_mv", *_TIER)
 TIER_PERFORMANCE = """\
 SELECT model_tier,
        task_type,
@@ -81,7 +80,12 @@ ORDER BY model_tier, task_type"""
 
 _POOL = ("pool_type", "total_tasks, successful_tasks, sum_duration, sum_cost", _COUNTS)
 POOL_PARTS = _windowed("hour", "pool_performance_mv", *_POOL)
-POOL_PARTS_ALL_REPOS = _windowed("hour", "pool_performance_all_repos_mv", *_POOL)
+# Windows over all repos read each per-repo view's rollup (a few hundred buckets, not one
+# per repo): per-repo view -> (rollup, its parts).
+_ALL_REPOS_PARTS = {
+    "tier_performance_mv": _windowed("day", ROLLUPS["tier_performance_mv"].name, *_TIER),
+    "pool_performance_mv": _windowed("hour", ROLLUPS["pool_performance_mv"].name, *_POOL),
+}
 POOL_PERFORMANCE = """\
 SELECT pool_type,
        $2::text AS repo,
@@ -154,27 +158,21 @@ def compose(outer: str, parts: str, *, fresh: bool) -> str:
 async def tier_performance(
     connection: asyncpg.Connection, *, repo: str | None, days_back: int, fresh: bool
 ) -> list[dict[str, Any]]:
-    """One row per (model tier, task type) over the window; all repos from the rollup."""
-    view, parts = (
-        ("tier_performance_mv", TIER_PARTS)
-        if repo is not None
-        else ("tier_performance_all_repos_mv", TIER_PARTS_ALL_REPOS)
-    )
-    sql = compose(TIER_PERFORMANCE, parts, fresh=fresh)
-    return await _windowed_rows(connection, sql, view, "day", repo, days_back)
+    """One row per (model tier, task type) over the window."""
+    return await _windowed_rows(
+        connection, TIER_PERFORMANCE, TIER_PARTS, "tier_performance_mv", "day",
+        repo=repo, days_back=days_back, fresh=fresh,
+    )  # fmt: skip
 
 
 async def pool_performance(
     connection: asyncpg.Connection, *, repo: str | None, days_back: int, fresh: bool
 ) -> list[dict[str, Any]]:
-    """One row per pool over the window; all repos from the rollup."""
-    view, parts = (
-        ("pool_performance_mv", POOL_PARTS)
-        if repo is not None
-        else ("pool_performance_all_repos_mv", POOL_PARTS_ALL_REPOS)
-    )
-    sql = compose(POOL_PERFORMANCE, parts, fresh=fresh)
-    return await _windowed_rows(connection, sql, view, "hour", repo, days_back)
+    """One row per pool over the window."""
+    return await _windowed_rows(
+        connection, POOL_PERFORMANCE, POOL_PARTS, "pool_performance_mv", "hour",
+        repo=repo, days_back=days_back, fresh=fresh,
+    )  # fmt: skip
 
 
 async def solution_patterns(
@@ -190,15 +188,22 @@ async def solution_patterns(
 
 async def _windowed_rows(
     connection: asyncpg.Connection,
-    sql: str,
+    outer: str,
+    parts: str,
     view: str,
     bucket: str,
+    *,
     repo: str | None,
     days_back: int,
+    fresh: bool,
 ) -> list[dict[str, Any]]:
+    """``outer`` over ``parts`` of ``view``, or of its rollup when ``repo`` is None."""
+    if repo is None:
+        view, parts = ROLLUPS[view].name, _ALL_REPOS_PARTS[view]
+    sql = compose(outer, parts, fresh=fresh)
     async with _snapshot(connection):
         bounds = await connection.fetchrow(BOUNDS, view, bucket, days_back)
-        args = (bounds["start"], repo, *((bounds["live_from"],) if "$3" in sql else ()))
+        args = (bounds["start"], repo, *((bounds["live_from"],) if fresh else ()))
         return [dict(r) for r in await connection.fetch(sql, *args)]
 
 
