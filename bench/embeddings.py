@@ -30,14 +30,11 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 import numpy as np
 
 from bench import embedding_cases, embeddings_report, machine, timing
+from bench.timing import log
 from orb_learning.embeddings import AsyncEmbeddingService
 
 BATCHES = (1, 16, 64, 256)
 REPEATED = "Optimize slow queries in the database layer"
-
-
-def log(message: str) -> None:
-    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
 def load(selected: list[embedding_cases.Case]) -> tuple[dict[str, Any], dict[str, float]]:

@@ -36,6 +36,7 @@ from bench import (
     server,
     viewindexes,
 )
+from bench.timing import log
 from orb_learning.views import CURRENT_VIEWS
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -76,10 +77,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.rows = args.rows or [100_000]
     return args
-
-
-def log(message: str) -> None:
-    print(f"{datetime.now():%H:%M:%S} {message}", file=sys.stderr, flush=True)
 
 
 async def run_level(server_url: str, rows: int, args: argparse.Namespace) -> dict[str, Any]:

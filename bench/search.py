@@ -29,7 +29,7 @@ import asyncpg
 from bench import machine, report, search_cases, search_report, server
 from bench.search_baselines import Duck, NumpyExact, exact_pg_plan
 from bench.search_data import CASES, Columns, Generator, now
-from bench.timing import Latency, timed
+from bench.timing import Latency, log, timed
 from orb_learning import bulk
 from orb_learning.codecs import init_connection
 from orb_learning.search import SearchTuning
@@ -76,10 +76,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.million and 1_000_000 not in args.rows:
         args.rows.append(1_000_000)
     return args
-
-
-def log(message: str) -> None:
-    print(f"{datetime.now():%H:%M:%S} {message}", file=sys.stderr, flush=True)
 
 
 def data_dir(url: str) -> Path | None:

@@ -32,7 +32,6 @@ from bench.telemetry_runs import (
     BENCH_DIR,
     Bench,
     db_alone,
-    log,
     machine,
     model_alone,
     server,
@@ -41,6 +40,7 @@ from bench.telemetry_runs import (
     torch_threads,
 )
 from bench.telemetry_stream import make_tasks, shares
+from bench.timing import log
 
 _NOT_PARAMETERS = ("dsn", "out", "before", "same_model")
 

@@ -36,14 +36,11 @@ from bench.telemetry_probes import (
     ns,
     produce,
 )
+from bench.timing import log
 from orb_learning import AsyncEmbeddingService, LearningDatabase, TelemetryCapture, migrations
 from orb_learning.config import asyncpg_dsn
 
 BENCH_DIR = Path(__file__).resolve().parent
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

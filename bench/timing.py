@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -100,3 +101,8 @@ async def timed(call: Call) -> float:
     started = time.perf_counter_ns()
     await call()
     return (time.perf_counter_ns() - started) / 1e6
+
+
+def log(message: str) -> None:
+    """Progress of a benchmark command, on stderr (the tables go to stdout)."""
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -148,3 +150,22 @@ async def connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     await init_connection(conn)  # the library's codecs: vector and jsonb
     yield conn
     await conn.close()
+
+
+def block_network(patch: pytest.MonkeyPatch, attempts: list[Any]) -> None:
+    """Record, and refuse, every outgoing connection: models load offline or not at all."""
+
+    def refuse(sock: socket.socket, address: Any, *args: Any) -> None:
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    patch.setattr(socket.socket, "connect", refuse)
+    patch.setattr(socket.socket, "connect_ex", refuse)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The connections a test attempted (all refused)."""
+    attempts: list[Any] = []
+    block_network(monkeypatch, attempts)
+    return attempts

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from orb_learning.embeddings import (
     resolve_backend,
 )
 from orb_learning.errors import ConfigurationError, EmbeddingModelError
+from tests.conftest import block_network
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SENTENCES_FILE = REPO_ROOT / "tests" / "embedding_sentences.txt"
@@ -58,19 +58,6 @@ def backend(request: pytest.FixtureRequest) -> SentenceTransformerEmbedder:
     embedder = SentenceTransformerEmbedder(backend=request.param)
     embedder.load()
     return embedder
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    attempts: list[Any] = []
-
-    def refuse(self: socket.socket, address: Any, *args: Any) -> None:
-        attempts.append(address)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    yield attempts
 
 
 # --- quality: the reason a backend may exist ------------------------------------------
@@ -198,10 +185,6 @@ class FreshCache:
         self.embedders = [SentenceTransformerEmbedder(backend="onnx-int8") for _ in range(2)]
 
     def fill(self) -> None:
-        def refuse(sock: socket.socket, address: Any, *args: Any) -> None:
-            self.connections.append(address)
-            raise OSError("network disabled in this test")
-
         def load(embedder: SentenceTransformerEmbedder) -> None:
             try:
                 embedder.load()
@@ -209,8 +192,7 @@ class FreshCache:
                 self.errors.append(exc)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(socket.socket, "connect", refuse)
-            patch.setattr(socket.socket, "connect_ex", refuse)
+            block_network(patch, self.connections)
             threads = [threading.Thread(target=load, args=(e,)) for e in self.embedders]
             for thread in threads:
                 thread.start()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,20 +97,6 @@ def minilm() -> SentenceTransformerEmbedder:
 @pytest.fixture
 def counting(minilm: SentenceTransformerEmbedder) -> CountingEmbedder:
     return CountingEmbedder(minilm)
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Record (and refuse) every outgoing connection."""
-    attempts: list[Any] = []
-
-    def refuse(self: socket.socket, address: Any, *args: Any) -> None:
-        attempts.append(address)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    yield attempts
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
