@@ -259,3 +259,25 @@ async def test_the_real_model_embeds_captured_tasks(
         probe = tasks[5].expected["task_description"]
         similar = await db.find_similar_executions(probe, days_back=None, threshold=0.9)
     assert similar[0]["task_id"] == tasks[5].task_id and similar[0]["similarity"] > 0.99
+
+
+async def test_without_a_database_the_capture_opens_one_from_the_environment(
+    database_url: str, connection: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The capture's own database: server and embedding settings from ORB_LEARNING_*, as
+    LearningDatabase() reads them, and records stored through it end to end."""
+    monkeypatch.setenv("ORB_LEARNING_DATABASE_URL", database_url)
+    monkeypatch.setenv("ORB_LEARNING_EMBEDDING_BACKEND", "onnx")
+    capture = TelemetryCapture(batch_timeout=0.05, spool_path=tmp_path / "s.jsonl")
+    assert capture.database.settings.embedding_backend == "onnx"
+    await capture.initialize()
+    try:
+        send = sender(capture)
+        [task] = make_stream(1, seed=3)
+        for event in task.events:
+            await send(*event)
+        await capture.flush()
+    finally:
+        await capture.shutdown()
+    rows = await connection.fetch("SELECT * FROM executions")
+    check_rows(rows, [task])
