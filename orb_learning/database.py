@@ -192,6 +192,12 @@ class LearningDatabase:
             raise NotInitializedError("LearningDatabase not initialized: await initialize()")
         return self._embeddings
 
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The embeddings ``store_executions`` would compute for ``texts`` (one row each,
+        through the library's model, batching and cache): for a writer that embeds one batch
+        while the previous one is written, then passes ``embeddings=``."""
+        return await self._embedding_service().embed_many(texts)
+
     # -- writes ------------------------------------------------------------------------
 
     async def store_execution(

@@ -131,6 +131,20 @@ async def test_batch_embeddings_are_those_of_each_description(
         assert np.allclose(row["embedding"].to_numpy(), vector, atol=1e-5)
 
 
+async def test_embed_gives_what_the_batch_path_stores(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    """``db.embed`` (the telemetry writer embeds ahead of its writes with it) returns the
+    vectors store_executions would have computed and stored itself."""
+    records = [make_record(task_description=f"Migrate service {i} to asyncio") for i in range(3)]
+    vectors = await db.embed([r.embedding_text() for r in records])
+    assert vectors.shape == (3, 384)
+    await db.store_executions(records)
+    for record, vector in zip(records, vectors, strict=True):
+        row = await stored_row(connection, record.task_id)
+        assert np.allclose(row["embedding"].to_numpy(), vector, atol=1e-5)
+
+
 async def test_batch_with_precomputed_embeddings(
     db: LearningDatabase, connection: asyncpg.Connection
 ) -> None:

@@ -141,9 +141,7 @@ class Writer:
         if not texts:
             return None
         try:
-            return await self._call(
-                lambda: self.database._embedding_service().embed_many(texts), "embedding"
-            )
+            return await self._call(lambda: self.database.embed(texts), "embedding")
         except _GiveUp:
             raise
         except Exception as exc:
