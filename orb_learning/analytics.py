@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from .views import ROLLUPS
+from .views import PUBLIC_ROLLUPS as SEALED_ROLLUPS
+from .views import PUBLIC_VIEWS as SEALED_VIEWS
 
 if TYPE_CHECKING:
     import asyncpg
@@ -55,7 +56,10 @@ GROUP BY {keys}
 {{/live}}"""
 
 
-_ALL_REPOS = {rollup.name for rollup in ROLLUPS.values()}
+_ALL_REPOS = {rollup.name for rollup in SEALED_ROLLUPS.values()}
+# Where each view's live tail starts: its recent part's watermark (a rollup's recent part
+# has its source's).
+_RECENT = {view.name: view.recent.name for view in SEALED_VIEWS}
 _COUNTS = "count(*), count(*) FILTER (WHERE success), sum(duration_seconds), sum(actual_cost)"
 
 _TIER = (
@@ -83,8 +87,8 @@ POOL_PARTS = _windowed("hour", "pool_performance_mv", *_POOL)
 # Windows over all repos read each per-repo view's rollup (a few hundred buckets, not one
 # per repo): per-repo view -> (rollup, its parts).
 _ALL_REPOS_PARTS = {
-    "tier_performance_mv": _windowed("day", ROLLUPS["tier_performance_mv"].name, *_TIER),
-    "pool_performance_mv": _windowed("hour", ROLLUPS["pool_performance_mv"].name, *_POOL),
+    "tier_performance_mv": _windowed("day", SEALED_ROLLUPS["tier_performance_mv"].name, *_TIER),
+    "pool_performance_mv": _windowed("hour", SEALED_ROLLUPS["pool_performance_mv"].name, *_POOL),
 }
 POOL_PERFORMANCE = """\
 SELECT pool_type,
@@ -98,11 +102,19 @@ FROM ({parts}) AS parts
 GROUP BY pool_type
 ORDER BY pool_type"""
 
-PATTERN_PARTS = """\
+# The two parts of solution_patterns_mv read directly: the outer statement merges a
+# pattern's rows anyway, so the view's own merge (a join per pattern) is not needed.
+_PATTERN_COLUMNS = """\
 SELECT pattern_id, solution_summary, repo, usage_count, success_count, sum_quality,
-       quality_count, task_types, first_seen, last_seen
-FROM solution_patterns_mv WHERE $1::text IS NULL OR repo = $1::text
-{live}
+       quality_count, task_types, first_seen, last_seen"""
+_PATTERN_VIEW = next(view for view in SEALED_VIEWS if view.name == "solution_patterns_mv")
+PATTERN_PARTS = f"""\
+{_PATTERN_COLUMNS}
+FROM {_PATTERN_VIEW.history.name} WHERE $1::text IS NULL OR repo = $1::text
+UNION ALL
+{_PATTERN_COLUMNS}
+FROM {_PATTERN_VIEW.recent.name} WHERE $1::text IS NULL OR repo = $1::text
+{{live}}
 UNION ALL
 SELECT md5(solution_summary)::uuid, solution_summary, repo, count(*),
        count(*) FILTER (WHERE success), sum(quality_score), count(quality_score),
@@ -111,7 +123,7 @@ FROM executions
 WHERE ($4::timestamptz IS NULL OR "timestamp" >= $4)
   AND solution_summary IS NOT NULL AND ($1::text IS NULL OR repo = $1::text)
 GROUP BY solution_summary, repo
-{/live}"""
+{{/live}}"""
 SOLUTION_PATTERNS = """\
 WITH selected AS ({parts}),
 patterns AS (
@@ -181,7 +193,7 @@ async def solution_patterns(
     """Top patterns by success rate, then usage; one row per solution summary."""
     sql = compose(SOLUTION_PATTERNS, PATTERN_PARTS, fresh=fresh)
     async with _snapshot(connection):
-        live_from = await connection.fetchval(PATTERN_BOUNDS, "solution_patterns_mv")
+        live_from = await connection.fetchval(PATTERN_BOUNDS, _PATTERN_VIEW.recent.name)
         args = (repo, min_usage, limit, *((live_from,) if fresh else ()))
         return [dict(r) for r in await connection.fetch(sql, *args)]
 
@@ -199,10 +211,10 @@ async def _windowed_rows(
 ) -> list[dict[str, Any]]:
     """``outer`` over ``parts`` of ``view``, or of its rollup when ``repo`` is None."""
     if repo is None:
-        view, parts = ROLLUPS[view].name, _ALL_REPOS_PARTS[view]
+        view, parts = SEALED_ROLLUPS[view].name, _ALL_REPOS_PARTS[view]
     sql = compose(outer, parts, fresh=fresh)
     async with _snapshot(connection):
-        bounds = await connection.fetchrow(BOUNDS, view, bucket, days_back)
+        bounds = await connection.fetchrow(BOUNDS, _RECENT[view], bucket, days_back)
         args = (bounds["start"], repo, *((bounds["live_from"],) if fresh else ()))
         return [dict(r) for r in await connection.fetch(sql, *args)]
 

@@ -12,7 +12,7 @@ so neither the server's statement log nor ``pg_stat_statements`` ever sees it.
 
 Functions are executable by PUBLIC by default, so both grants also ``REVOKE EXECUTE`` on
 ``orb_learning_refresh_views()`` ``FROM PUBLIC`` (idempotent); the writer then gets it
-explicitly. On PostgreSQL 17+ the writer also gets ``MAINTAIN`` on the five views, the
+explicitly. On PostgreSQL 17+ the writer also gets ``MAINTAIN`` on the materialized views, the
 privilege ``REFRESH MATERIALIZED VIEW`` needs, so it can run the refresh routine without
 owning anything; on older servers only the views' owner can refresh them.
 """
@@ -30,19 +30,23 @@ from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError, SchemaNotReadyError
 from .routines import REFRESH_FUNCTION
-from .views import CURRENT_VIEWS
+from .views import CURRENT_VIEWS, PUBLIC_VIEWS
 
 if TYPE_CHECKING:
     import asyncpg
 
 REFRESH_SIGNATURE_ARGS = "(interval, interval, boolean)"
 VIEW_NAMES: tuple[str, ...] = tuple(view.name for view in CURRENT_VIEWS)
+PUBLIC_VIEW_NAMES: tuple[str, ...] = tuple(view.name for view in PUBLIC_VIEWS)
+"""The plain views over the materialized ones (revision 0007): what users read."""
 READ_TABLES: tuple[str, ...] = (
     "executions",
     "feedback",
+    *PUBLIC_VIEW_NAMES,
     *VIEW_NAMES,
     "view_refresh_log",
     "view_watermarks",
+    "view_history_dirty",
     "telemetry_dead_letters",
     "alembic_version",
 )
@@ -55,6 +59,7 @@ WRITE_PRIVILEGES: tuple[tuple[str, str], ...] = (
     ("INSERT", "telemetry_dead_letters"),
     ("INSERT", "view_refresh_log"),  # the refresh routine's log, and failures logged by it
     ("UPDATE", "view_watermarks"),  # the routine moves the watermarks
+    ("DELETE", "view_history_dirty"),  # and clears the marks of the history it rebuilt
 )
 MAINTAIN_MIN_SERVER_VERSION = 170000
 _RESERVED = frozenset({"public", "none", "current_user", "session_user", "current_role"})

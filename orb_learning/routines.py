@@ -177,3 +177,232 @@ REFRESH_VIEWS_V2_COMMENT = (
     "Returns one row per view (status success, failed or fresh), or one row with "
     "status locked when another refresh holds the lock and wait is false.'"
 )
+
+# --- revision 0007: sealed history ----------------------------------------------------------
+HISTORY_DIRTY_TABLE = "view_history_dirty"
+CREATE_HISTORY_DIRTY = f"""\
+CREATE TABLE {HISTORY_DIRTY_TABLE} (
+    view_name text NOT NULL,
+    since timestamptz NOT NULL,
+    marked_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT pk_{HISTORY_DIRTY_TABLE} PRIMARY KEY (view_name)
+)"""
+HISTORY_DIRTY_COMMENTS = (
+    f"COMMENT ON TABLE {HISTORY_DIRTY_TABLE} IS 'History parts (<view>_history_mv) that "
+    "no longer match the executions: a statement wrote, changed or deleted executions stamped "
+    "before their seal since their last refresh. The next orb_learning_refresh_views() "
+    "rebuilds them and removes the row.'",
+    f"COMMENT ON COLUMN {HISTORY_DIRTY_TABLE}.view_name IS 'The history part'",
+    f"COMMENT ON COLUMN {HISTORY_DIRTY_TABLE}.since IS "
+    "'The oldest timestamp written, changed or deleted before the seal'",
+    f"COMMENT ON COLUMN {HISTORY_DIRTY_TABLE}.marked_at IS 'When it was first marked'",
+)
+
+MARK_FUNCTION = "orb_learning_mark_history_dirty"
+# The columns the views read: an update that changes none of them (a user rating) leaves
+# the history as it is.
+_VIEW_COLUMNS = (
+    "repo", "model_tier", "task_type", '"timestamp"', "success", "duration_seconds",
+    "actual_cost", "quality_score", "pool_type", "solution_summary",
+)  # fmt: skip
+
+
+def _row(alias: str) -> str:
+    return "(" + ", ".join(f"{alias}.{column}" for column in _VIEW_COLUMNS) + ")"
+
+
+_HISTORY_PARTS = (
+    "ARRAY['tier_performance_history_mv', 'pool_performance_history_mv', "
+    "'solution_patterns_history_mv']"
+)
+MARK_HISTORY_DIRTY_V1 = f"""\
+CREATE FUNCTION {MARK_FUNCTION}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+AS $function$
+DECLARE
+    oldest timestamptz;
+BEGIN
+    -- One aggregate over the statement's transition table, never a step per row.
+    IF TG_OP = 'INSERT' THEN
+        SELECT min("timestamp") INTO oldest FROM new_rows;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT min("timestamp") INTO oldest FROM old_rows;
+    ELSIF TG_OP = 'UPDATE' THEN
+        SELECT min(least(o."timestamp", n."timestamp")) INTO oldest
+        FROM old_rows o FULL JOIN new_rows n ON n.task_id = o.task_id
+        WHERE {_row("o")}
+              IS DISTINCT FROM {_row("n")};
+    ELSE  -- TRUNCATE
+        oldest := '-infinity';
+    END IF;
+    -- Seals lag at least two days: rows of yesterday and today are after every seal.
+    IF oldest IS NULL
+       OR oldest >= date_trunc('day', clock_timestamp(), 'UTC') - interval '1 day' THEN
+        RETURN NULL;
+    END IF;
+    -- A refresh moving a seal updates its row first: either it waits for this transaction
+    -- (and its rebuild sees these rows) or this waits for it and compares with the new seal.
+    PERFORM 1 FROM view_watermarks w WHERE w.view_name = ANY ({_HISTORY_PARTS}) FOR SHARE;
+    INSERT INTO {HISTORY_DIRTY_TABLE} AS d (view_name, since)
+    SELECT w.view_name, oldest FROM view_watermarks w
+    WHERE w.view_name = ANY ({_HISTORY_PARTS}) AND oldest < w.watermark
+    ON CONFLICT (view_name) DO UPDATE SET since = least(d.since, excluded.since);
+    RETURN NULL;
+END
+$function$"""
+MARK_HISTORY_DIRTY_V1_COMMENT = (
+    f"COMMENT ON FUNCTION {MARK_FUNCTION}() IS 'Statement-level trigger of executions: "
+    "when a statement inserts, updates (a column the views read), deletes or truncates rows "
+    "stamped before a seal, records the oldest such timestamp in view_history_dirty, so "
+    "that the next refresh rebuilds that history.'"
+)
+HISTORY_TRIGGERS_V1 = tuple(
+    f"CREATE TRIGGER orb_learning_history_{event.lower()} AFTER {event} ON executions "
+    f"{referencing}FOR EACH STATEMENT EXECUTE FUNCTION {MARK_FUNCTION}()"
+    for event, referencing in (
+        ("INSERT", "REFERENCING NEW TABLE AS new_rows "),
+        ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "),
+        ("DELETE", "REFERENCING OLD TABLE AS old_rows "),
+        ("TRUNCATE", ""),
+    )
+)
+DROP_HISTORY_TRIGGERS_V1 = tuple(
+    f"DROP TRIGGER IF EXISTS orb_learning_history_{event} ON executions"
+    for event in ("insert", "update", "delete", "truncate")
+)
+DROP_MARK_HISTORY_DIRTY_V1 = f"DROP FUNCTION IF EXISTS {MARK_FUNCTION}()"
+
+SEAL_LAG = "interval '2 days'"  # sealed.SEAL_LAG_DAYS
+REFRESH_VIEWS_V3 = f"""\
+CREATE OR REPLACE FUNCTION {REFRESH_FUNCTION}(
+    min_age interval DEFAULT interval '0 seconds',
+    watermark_lag interval DEFAULT interval '1 minute',
+    wait boolean DEFAULT false
+)
+RETURNS TABLE (view_name text, status text, rows bigint, started_at timestamptz,
+               finished_at timestamptz, watermark timestamptz, error text)
+LANGUAGE plpgsql
+AS $function$
+DECLARE
+    base text;
+    rollup text;
+    part text;
+    history text[];          -- the history parts of base and of its rollup
+    parts text[];            -- the parts refreshed this time, in order
+    counts bigint[];
+    starts timestamptz[];
+    ends timestamptz[];
+    marks timestamptz[];
+    failure text;
+    sealing boolean;
+    began timestamptz;
+    i integer;
+    new_watermark timestamptz := now() - watermark_lag;
+    -- The start of a UTC day at least two days back (and never past the watermark).
+    new_seal timestamptz := least(date_trunc('day', now() - {SEAL_LAG}, 'UTC'),
+                                  date_trunc('day', now() - watermark_lag, 'UTC'));
+BEGIN
+    -- Single flight, in this transaction: also holds behind PgBouncer in transaction mode.
+    IF wait THEN
+        PERFORM pg_advisory_xact_lock({REFRESH_LOCK_KEY});
+    ELSIF NOT pg_try_advisory_xact_lock({REFRESH_LOCK_KEY}) THEN
+        view_name := NULL; status := 'locked';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    FOREACH base IN ARRAY ARRAY['tier_performance', 'pool_performance',
+                                'solution_patterns'] LOOP
+        rollup := CASE base WHEN 'tier_performance' THEN 'tier_performance_all_repos'
+                            WHEN 'pool_performance' THEN 'pool_performance_all_repos' END;
+        history := array_remove(ARRAY[base || '_history_mv', rollup || '_history_mv'], NULL);
+        -- The history is rebuilt when its seal is due to move (about once a day) or a
+        -- statement changed executions before it; otherwise only the recent parts are.
+        sealing := EXISTS (SELECT 1 FROM view_watermarks w
+                           WHERE w.view_name = history[1] AND w.watermark < new_seal)
+                   OR EXISTS (SELECT 1 FROM view_history_dirty d
+                              WHERE d.view_name = history[1]);
+        parts := array_remove(ARRAY[
+            CASE WHEN sealing THEN history[1] END, base || '_recent_mv',
+            CASE WHEN sealing THEN history[2] END, rollup || '_recent_mv'], NULL);
+        view_name := NULL; rows := NULL; error := NULL; watermark := NULL;
+        started_at := NULL; finished_at := NULL;
+        IF min_age > interval '0 seconds' AND EXISTS (
+            SELECT 1 FROM view_refresh_log l
+            WHERE l.view_name = base || '_recent_mv' AND l.status = 'success'
+              AND l.finished_at > clock_timestamp() - min_age
+        ) THEN
+            status := 'fresh';  -- refreshed less than min_age ago: skipped
+            FOREACH view_name IN ARRAY history || array_remove(
+                    ARRAY[base || '_recent_mv', rollup || '_recent_mv'], NULL) LOOP
+                RETURN NEXT;
+            END LOOP;
+            CONTINUE;
+        END IF;
+        counts := '{{}}'; starts := '{{}}'; ends := '{{}}'; marks := '{{}}';
+        failure := NULL;
+        began := clock_timestamp();
+        -- A view's parts and its rollup's move together, or none does.
+        BEGIN
+            IF sealing THEN
+                -- The seal first: its row lock orders this refresh with the writers of old
+                -- rows (see {MARK_FUNCTION}), then the marks it answers are cleared.
+                UPDATE view_watermarks w SET watermark = greatest(w.watermark, new_seal)
+                WHERE w.view_name = ANY (history);
+                DELETE FROM view_history_dirty d WHERE d.view_name = history[1];
+            END IF;
+            UPDATE view_watermarks w SET watermark = greatest(w.watermark, new_watermark)
+            WHERE w.view_name IN (base || '_recent_mv', rollup || '_recent_mv');
+            FOR i IN 1 .. array_length(parts, 1) LOOP
+                starts[i] := clock_timestamp();
+                EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %I', parts[i]);
+                EXECUTE format('SELECT count(*) FROM %I', parts[i]) INTO rows;
+                SELECT w.watermark INTO watermark FROM view_watermarks w
+                WHERE w.view_name = parts[i];
+                counts[i] := rows; marks[i] := watermark; ends[i] := clock_timestamp();
+            END LOOP;
+        EXCEPTION WHEN OTHERS THEN
+            failure := SQLSTATE || ': ' || SQLERRM;
+        END;
+        FOR i IN 1 .. array_length(parts, 1) LOOP
+            view_name := parts[i];
+            IF failure IS NULL THEN
+                status := 'success'; rows := counts[i]; watermark := marks[i];
+                started_at := starts[i]; finished_at := ends[i]; error := NULL;
+            ELSE
+                status := 'failed'; rows := NULL; watermark := NULL; error := failure;
+                started_at := coalesce(starts[i], began); finished_at := clock_timestamp();
+            END IF;
+            INSERT INTO view_refresh_log
+                (view_name, started_at, finished_at, rows, status, error, watermark)
+            VALUES (parts[i], started_at, finished_at, rows, status, error, watermark);
+            RETURN NEXT;
+        END LOOP;
+        IF NOT sealing THEN
+            -- History left as it is (not logged): its seal did not move, nothing before
+            -- it changed.
+            status := 'sealed'; rows := NULL; error := NULL;
+            started_at := NULL; finished_at := NULL;
+            FOREACH part IN ARRAY history LOOP
+                view_name := part;
+                SELECT w.watermark INTO watermark FROM view_watermarks w
+                WHERE w.view_name = part;
+                RETURN NEXT;
+            END LOOP;
+        END IF;
+    END LOOP;
+END
+$function$"""
+
+REFRESH_VIEWS_V3_COMMENT = (
+    f"COMMENT ON FUNCTION {REFRESH_FUNCTION}(interval, interval, boolean) IS "
+    "'Refreshes the analytics views CONCURRENTLY, single-flight (advisory lock), "
+    "skipping views refreshed successfully less than min_age ago. Each view is a history "
+    "part (executions before its seal, the start of the UTC day two days back) and a recent "
+    "part (from the seal to the watermark, moved to now() - watermark_lag): the recent "
+    "parts are refreshed every time, a history part only when its seal moves or "
+    "view_history_dirty marks it. A per-repo view and its rollup over all repos move "
+    "together in one subtransaction. Logs each part refreshed in view_refresh_log and "
+    "returns one row per part (status success, failed, fresh, or sealed for a history "
+    "left as it was), or one row with status locked when another refresh holds the lock "
+    "and wait is false.'"
+)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from . import migrations
 from .routines import REFRESH_FUNCTION
 from .schema import metadata
-from .views import CURRENT_VIEWS
+from .views import CURRENT_VIEWS, PUBLIC_VIEWS
 
 if TYPE_CHECKING:
     import asyncpg
@@ -40,6 +40,11 @@ async def validate(connection: asyncpg.Connection) -> list[Check]:
     checks += await _hnsw(connection)
     for view in CURRENT_VIEWS:
         checks += await _view(connection, view.name, view.unique_index)
+    for public in PUBLIC_VIEWS:  # plain views over the materialized parts (revision 0007)
+        found = await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_views WHERE viewname = $1)", public.name
+        )
+        checks.append(Check(f"view {public.name}", bool(found), "" if found else "missing"))
     exists = await connection.fetchval(
         "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = $1)", REFRESH_FUNCTION
     )

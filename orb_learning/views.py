@@ -21,6 +21,8 @@ class MaterializedView:
     unique_columns: tuple[str, ...]
     comment: str
     column_comments: dict[str, str] = field(default_factory=dict)
+    indexes: tuple[tuple[str, str], ...] = ()
+    """Further (non-unique) indexes: (name, column list)."""
 
     @property
     def unique_index(self) -> str:
@@ -32,6 +34,7 @@ class MaterializedView:
         statements = [
             f"CREATE MATERIALIZED VIEW {self.name} AS\n{self.select}",
             f"CREATE UNIQUE INDEX {self.unique_index} ON {self.name} ({columns})",
+            *(f"CREATE INDEX {name} ON {self.name} ({cols})" for name, cols in self.indexes),
             f"COMMENT ON MATERIALIZED VIEW {self.name} IS {_literal(self.comment)}",
         ]
         statements += [
@@ -256,11 +259,25 @@ ROLLUPS: dict[str, MaterializedView] = {
 }
 """Each per-repo view's rollup over all repos (revision 0005), refreshed right after it."""
 
-CURRENT_VIEWS: tuple[MaterializedView, ...] = (
+VIEWS_0006: tuple[MaterializedView, ...] = (
     TIER_PERFORMANCE_V2,
     TIER_PERFORMANCE_ALL_REPOS_V1,
     POOL_PERFORMANCE_V2,
     POOL_PERFORMANCE_ALL_REPOS_V1,
     SOLUTION_PATTERNS_V2,
 )
-"""The views as the head revision defines them, each rollup after its source."""
+"""The views of revisions 0005-0006, each rollup after its source (0007 replaces them)."""
+
+# The head revision's views (0007): the parts are materialized views, the names users know
+# plain views over them. Imported last: sealed builds on the definitions above.
+from .sealed import SEALED_PARTS, SEALED_ROLLUPS, SEALED_VIEWS  # noqa: E402
+
+CURRENT_VIEWS: tuple[MaterializedView, ...] = SEALED_PARTS
+"""The materialized views as the head revision defines them (history and recent part of
+each view, each rollup's after its source's)."""
+
+PUBLIC_VIEWS = SEALED_VIEWS
+"""The plain views users read at head (same names and columns as the views before 0007)."""
+
+PUBLIC_ROLLUPS = SEALED_ROLLUPS
+"""Each per-repo public view's rollup over all repos (a public view too)."""

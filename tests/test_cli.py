@@ -57,7 +57,7 @@ async def test_db_lifecycle_commands(empty_database_url: str) -> None:
         "extension vector",
         "idx_executions_embedding_hnsw",
         "tier_performance_mv",
-        "uq_solution_patterns_mv",
+        "uq_solution_patterns_history_mv",
         "orb_learning_refresh_views",
         "revision at head",
     ):

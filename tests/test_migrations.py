@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from orb_learning import migrations
 from orb_learning.models import ExecutionRecord
 from orb_learning.schema import executions
-from orb_learning.views import CURRENT_VIEWS
+from orb_learning.views import CURRENT_VIEWS, PUBLIC_VIEWS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_VAR = "ORB_LEARNING_DATABASE_URL"
@@ -243,14 +243,14 @@ async def test_check_constraints_reject_out_of_range_rows(
 
 async def test_materialized_views_have_a_unique_index_each(connection: asyncpg.Connection) -> None:
     names = {row[0] for row in await connection.fetch("SELECT matviewname FROM pg_matviews")}
-    assert names == {
-        "tier_performance_mv",
-        "pool_performance_mv",
-        "solution_patterns_mv",
-        "tier_performance_all_repos_mv",
-        "pool_performance_all_repos_mv",
-    }
+    public = ("tier_performance", "pool_performance", "solution_patterns",
+              "tier_performance_all_repos", "pool_performance_all_repos")  # fmt: skip
+    assert names == {f"{base}_{part}_mv" for base in public for part in ("history", "recent")}
     assert names == {view.name for view in CURRENT_VIEWS}
+    # the names users read are plain views over the parts (revision 0007)
+    plain = {row[0] for row in await connection.fetch("SELECT viewname FROM pg_views")}
+    assert {f"{base}_mv" for base in public} <= plain
+    assert {view.name for view in PUBLIC_VIEWS} == {f"{base}_mv" for base in public}
     for view in CURRENT_VIEWS:
         unique = await connection.fetch(
             "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
@@ -282,7 +282,7 @@ async def test_table_columns_and_views_are_commented(connection: asyncpg.Connect
     for column in executions.columns:
         assert column.comment, f"schema.py gives {column.name} no comment"
         assert await column_comment("executions", column.name) == column.comment, column.name
-    for view in CURRENT_VIEWS:
+    for view in (*CURRENT_VIEWS, *PUBLIC_VIEWS):
         assert view.comment and await table_comment(view.name) == view.comment
         for name, text in view.column_comments.items():
             assert await column_comment(view.name, name) == text, f"{view.name}.{name}"
