@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from orb_learning.views import CURRENT_VIEWS
+from orb_learning.views import CURRENT_VIEWS, PUBLIC_VIEWS
 
 from . import data, queries
 from .queries import SCOPES, key
@@ -102,5 +102,10 @@ def _is_analytics(query: str) -> bool:
     """A query of the call (not the pool's reset on release, nor BEGIN/SET/COMMIT)."""
     words = query.split(None, 1)
     first = words[0].upper() if words else ""
-    relations = ("executions", "view_watermarks", *(view.name for view in CURRENT_VIEWS))
+    relations = (
+        "executions",
+        "view_watermarks",
+        *(view.name for view in CURRENT_VIEWS),
+        *(view.name for view in PUBLIC_VIEWS),  # the plain views over them (0007)
+    )
     return first in ("SELECT", "WITH") and any(name in query for name in relations)

@@ -203,24 +203,26 @@ def _refresh(levels: list[Level]) -> str:
         views = ", ".join(
             f"{v.removesuffix('_mv')} {s:.2f} s" for v, s in r["median_seconds"].items()
         )
+        sealing = level.get("sealing")
+        seal = ""
+        if sealing:
+            advance = sealing["seal_advance"]
+            seal = (
+                f"; the daily seal advance {advance['median_wall_seconds']:.2f} s, the "
+                f"refresh after a late row {advance['late_row']['wall_seconds']:.2f} s"
+            )
         parts.append(
             f"{level['rows']:,} rows: {r['median_wall_seconds']:.2f} s ({views}; the first "
-            f"refresh after the load {r['initial_wall_seconds']:.2f} s)"
-        )
-    growth = ""
-    if len(levels) >= 2:
-        small, big = levels[0], levels[-1]
-        factor = big["refresh"]["median_wall_seconds"] / small["refresh"]["median_wall_seconds"]
-        growth = (
-            f" From {small['rows']:,} to {big['rows']:,} rows it grows {factor:.1f}x"
-            f" for {big['rows'] / small['rows']:.0f}x the rows."
+            f"refresh after the load {r['initial_wall_seconds']:.2f} s{seal})"
         )
     return (
-        "**Refresh job**, median of the periodic refreshes: "
+        "**Refresh job** (revision 0007: sealed history), median of the periodic refreshes: "
         + "; ".join(parts)
-        + ". Each refresh recomputes every per-repo view from the whole table (REFRESH ... "
-        "CONCURRENTLY, then a diff; the rollups from their per-repo view), so its cost "
-        "follows the history, not what changed since the last refresh." + growth
+        + ". A periodic refresh rebuilds only the recent parts (executions from the seal, the "
+        "start of the UTC day two days back, to the watermark) and their rollups; the "
+        "history parts are rebuilt when the seal moves (once a day) or when a statement "
+        "wrote executions before it (the trigger's mark), so that refresh follows the "
+        "history's size while the periodic one follows the last two to three days."
     )
 
 

@@ -87,7 +87,7 @@ async def api_plans(
 
 TAIL_BOUNDS = {
     "sub-select of the watermark": (
-        "(SELECT watermark FROM view_watermarks WHERE view_name = 'tier_performance_mv')"
+        "(SELECT watermark FROM view_watermarks WHERE view_name = 'tier_performance_recent_mv')"
     ),
     "watermark as a parameter": "$1::timestamptz",
 }
@@ -97,7 +97,7 @@ async def tail_estimates(connection: asyncpg.Connection) -> dict[str, dict[str, 
     """The planner's row estimate for the live tail with its bound read by a sub-select or
     passed as a parameter, against the actual count (serial plans, so estimates are whole)."""
     watermark = await connection.fetchval(
-        "SELECT watermark FROM view_watermarks WHERE view_name = 'tier_performance_mv'"
+        "SELECT watermark FROM view_watermarks WHERE view_name = 'tier_performance_recent_mv'"
     )
     result: dict[str, dict[str, float]] = {}
     async with connection.transaction():

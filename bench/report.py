@@ -12,6 +12,7 @@ from . import findings, queries
 from .data import FREQUENT_REPO
 from .queries import key
 from .sections import lat, level_tables
+from .sections_sealing import sealing_tables
 from .tables import Table, ms, ratio
 from .timing import Measured
 
@@ -25,7 +26,8 @@ def measured(result: Measured) -> dict[str, Any]:
 
 
 def level_text(level: dict[str, Any]) -> str:
-    return "\n\n".join(t.text() for t in level_tables(level)) + "\n"
+    tables = [*level_tables(level), *sealing_tables(level)]
+    return "\n\n".join(t.text() for t in tables) + "\n"
 
 
 # -- across levels ---------------------------------------------------------------------
@@ -41,7 +43,8 @@ def headline(results: dict[str, Any]) -> Table:
             "direct p50",
             "direct/fresh=False",
             "direct/fresh=True",
-            "refresh (all views) s",
+            "refresh (recent parts) s",
+            "seal advance s",
         ]
     )
     t.title = "Headline: p50 latency in ms, through the public async API"
@@ -59,8 +62,14 @@ def headline(results: dict[str, Any]) -> Table:
                 ratio(direct["p50"] / views["p50"]),
                 ratio(direct["p50"] / fresh["p50"]),
                 f"{level['refresh']['median_wall_seconds']:.2f}",
+                _seal_seconds(level),
             )
     return t
+
+
+def _seal_seconds(level: dict[str, Any]) -> str:
+    sealing = level.get("sealing")
+    return f"{sealing['seal_advance']['median_wall_seconds']:.2f}" if sealing else "-"
 
 
 def summary(previous: dict[str, Any], path: Any) -> dict[str, Any]:
@@ -158,9 +167,12 @@ def markdown(results: dict[str, Any]) -> str:
         "- The HNSW index is dropped before loading: this benchmark does not search. "
         "`VACUUM (ANALYZE) executions` after loading (VACUUM too, so that autovacuum does "
         "not start during the measurements).",
-        "- Refresh: one `orb_learning_refresh_views()` after the load (it fills the views), "
-        f"then {par['refresh_runs']} timed ones; then `ANALYZE` of the three views, as "
-        "autovacuum does within a minute of the first refresh.",
+        "- Refresh: one `orb_learning_refresh_views()` after the load (it fills the views "
+        f"and seals the history), then {par['refresh_runs']} timed ones (the periodic "
+        "refresh: recent parts only); then `ANALYZE` of the materialized views, as "
+        "autovacuum does within a minute of the first refresh. At the end of the level, "
+        f"{par['refresh_runs']} timed seal advances (see its table), a late row, and the "
+        "triggers' cost on `store_executions`.",
         f"- Live tail: after the refresh, {par['tail_fraction']:.1%} of the rows are stored "
         "stamped within the last minute, so `fresh=True` has rows to add.",
         "- API calls go through one `LearningDatabase` (default pool of 4, calls one at a "
@@ -191,5 +203,6 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [compared.markdown(level=2), ""]
     for level in results["levels"]:
         lines += [f"## {level['rows']:,} rows", ""]
-        lines += [t.markdown(level=3) + "\n" for t in level_tables(level)]
+        tables = [*level_tables(level), *sealing_tables(level)]
+        lines += [t.markdown(level=3) + "\n" for t in tables]
     return "\n".join(lines)

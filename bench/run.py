@@ -33,6 +33,7 @@ from bench import (
     plans,
     report,
     scenarios,
+    sealing,
     server,
     viewindexes,
 )
@@ -52,6 +53,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--budget", type=float, default=10.0, help="seconds per case before fewer calls are taken"
     )
     parser.add_argument("--refresh-runs", type=int, default=3, help="timed refreshes")
+    parser.add_argument(
+        "--trigger-batches", type=int, default=5, help="batches per case of the trigger cost"
+    )
     parser.add_argument("--batch", type=int, default=20_000, help="rows per store_executions")
     parser.add_argument("--tail-fraction", type=float, default=0.001, help="live tail / rows")
     parser.add_argument("--seed", type=int, default=42)
@@ -119,6 +123,13 @@ async def run_level(server_url: str, rows: int, args: argparse.Namespace) -> dic
                     view_indexes = await viewindexes.view_index_experiment(
                         db, url, captured, calls=args.calls, budget=args.budget
                     )
+            log(f"[{rows:,}] the seal advance, a late row, the triggers' cost")
+            sealed = {
+                "seal_advance": await sealing.seal_advance(url, args.refresh_runs),
+                "trigger_cost": await sealing.trigger_cost(
+                    url, batches=args.trigger_batches, size=1_000, seed=args.seed
+                ),
+            }
         finally:
             await connection.close()
     return {
@@ -137,6 +148,7 @@ async def run_level(server_url: str, rows: int, args: argparse.Namespace) -> dic
         "sizes": sizes,
         "tail_index": [v.as_dict() for v in variants],
         "view_indexes": view_indexes.as_dict() if view_indexes else None,
+        "sealing": sealed,
         "level_seconds": time.perf_counter() - started,
     }
 
