@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +364,79 @@ def test_scripts_are_found_from_a_path_with_a_percent_sign(tmp_path: Path) -> No
     )
     module = str(root / "orb_learning" / "migrations.py")
     assert ok(result).split() == [module, migrations.head_revision()]
+
+
+# --- 6. revision 0007 (sealed history) on a database with data --------------------------------
+async def _catalog(url: str) -> dict[str, Any]:
+    """What revision 0006 and 0007 differ by: views, indexes on them, triggers, the
+    routine's comment, the tables."""
+    rows = await fetch(
+        url,
+        """SELECT
+             (SELECT array_agg(matviewname ORDER BY matviewname) FROM pg_matviews) AS matviews,
+             (SELECT array_agg(viewname ORDER BY viewname) FROM pg_views
+              WHERE schemaname = 'public') AS views,
+             (SELECT array_agg(indexdef ORDER BY indexdef) FROM pg_indexes i
+              JOIN pg_matviews m ON m.matviewname = i.tablename) AS view_indexes,
+             (SELECT array_agg(tgname ORDER BY tgname) FROM pg_trigger
+              WHERE tgrelid = 'executions'::regclass AND NOT tgisinternal) AS triggers,
+             (SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p
+              WHERE proname = 'orb_learning_refresh_views') AS routine,
+             (SELECT array_agg(proname ORDER BY proname) FROM pg_proc
+              WHERE proname LIKE 'orb\\_learning\\_%') AS functions,
+             (SELECT array_agg(tablename ORDER BY tablename) FROM pg_tables
+              WHERE schemaname = 'public') AS tables,
+             (SELECT array_agg(view_name ORDER BY view_name) FROM view_watermarks) AS watermarks""",
+    )
+    return dict(rows[0])
+
+
+async def _tiers(url: str) -> list[list[Any]]:
+    """Every row of every view users read (the same names and columns in 0006 and 0007)."""
+    rows: list[list[Any]] = []
+    for view in PUBLIC_VIEWS:
+        found = await fetch(url, f"SELECT * FROM {view.name}")
+        rows += [[view.name, *((k, v) for k, v in row.items())] for row in found]
+    return sorted(rows, key=repr)
+
+
+async def test_0007_keeps_the_answers_and_its_downgrade_restores_0006(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    await migrations.upgrade(url, "0006")
+    connection = await asyncpg.connect(url)
+    try:
+        now = await connection.fetchval("SELECT now()")
+        for day in range(0, 200, 3):
+            for hour in (1, 13):
+                await insert(
+                    connection,
+                    valid_row(
+                        timestamp=now - timedelta(days=day, hours=hour),
+                        success=day % 2 == 0,
+                        solution_summary=f"s{day % 5}",
+                        duration_seconds=float(day),
+                        quality_score=day % 100,
+                    ),
+                )
+        await connection.fetch("SELECT * FROM orb_learning_refresh_views()")
+    finally:
+        await connection.close()
+    at_0006 = await _catalog(url)
+    answers = await _tiers(url)
+    assert answers
+
+    await migrations.upgrade(url, "0007")
+    at_0007 = await _catalog(url)
+    assert at_0007["matviews"] == sorted(view.name for view in CURRENT_VIEWS)
+    assert set(at_0007["views"]) >= {view.name for view in PUBLIC_VIEWS}
+    assert len(at_0007["triggers"]) == 4
+    assert await _tiers(url) == answers, "the parts hold what the old views held"
+
+    await migrations.downgrade(url, "0006")
+    assert await _catalog(url) == at_0006
+    assert await _tiers(url) == answers
+    await migrations.upgrade(url, "0007")
+    assert await _catalog(url) == at_0007
+    assert await _tiers(url) == answers
