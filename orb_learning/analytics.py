@@ -6,7 +6,12 @@ base rows from the watermark on, read through the btree on ``timestamp``, as Tim
 real-time aggregates do: a row stored a second ago is counted. With ``fresh=False`` the
 answer reads the view alone (fastest, as fresh as the last refresh). A row that arrives
 late, stamped before the watermark but written after the refresh, or an older row updated
-after it, is counted from the next refresh on.
+or deleted after it, is counted from the next refresh on, ``fresh=True`` included; before
+the seal too (revision 0007: a trigger marks that history, the next refresh rebuilds it).
+
+Each view is a plain view over a sealed history part and a recent part (see
+:mod:`sealed`); the live tail starts at the recent part's watermark. The solution patterns
+read both parts directly (the outer statement merges them anyway).
 
 Windows are made of whole UTC buckets: ``days_back=30`` covers the tier view's days from
 the start of the UTC day 30 days ago up to now, and the pool view's hours from the start of

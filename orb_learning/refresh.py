@@ -38,8 +38,10 @@ in batches, so a row often commits a little after the instant it describes."""
 
 @dataclass(frozen=True)
 class RefreshResult:
-    """What the routine did to one view: ``success``, ``failed``, ``fresh`` (skipped: it
-    was refreshed less than ``min_age`` ago) or ``locked`` (another refresh was running)."""
+    """What the routine did to one materialized part: ``success``, ``failed``, ``fresh``
+    (skipped: it was refreshed less than ``min_age`` ago), ``sealed`` (a history part left
+    as it was: its seal did not move and nothing before it changed; not logged) or
+    ``locked`` (another refresh was running)."""
 
     view_name: str | None
     status: str
@@ -75,8 +77,9 @@ async def record_failure(connection: asyncpg.Connection, started_at: datetime, c
 
 
 async def view_freshness(connection: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Per view: its watermark (None before the first refresh: all history is live), its
-    last successful refresh and that refresh's age."""
+    """Per materialized part: its watermark (None before the first refresh: all history
+    is live; a history part's is its seal), its last successful refresh and that refresh's
+    age."""
     rows = await connection.fetch(
         """
         SELECT w.view_name, nullif(w.watermark, '-infinity') AS watermark,
