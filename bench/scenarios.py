@@ -94,7 +94,8 @@ async def live_tail_rows(connection: asyncpg.Connection) -> dict[str, int]:
     rows = await connection.fetch(
         """SELECT w.view_name,
                   (SELECT count(*) FROM executions e WHERE e."timestamp" >= w.watermark) AS n
-           FROM view_watermarks w ORDER BY w.view_name"""
+           FROM view_watermarks w WHERE w.view_name LIKE '%\\_recent\\_mv'
+           ORDER BY w.view_name"""
     )
     return {r["view_name"]: r["n"] for r in rows}
 

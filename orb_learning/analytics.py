@@ -11,7 +11,7 @@ the seal too (revision 0007: a trigger marks that history, the next refresh rebu
 
 Each view is a plain view over a sealed history part and a recent part (see
 :mod:`sealed`); the live tail starts at the recent part's watermark. The solution patterns
-read both parts directly (the outer statement merges them anyway).
+read ``solution_patterns_mv``, the materialized merge of its parts.
 
 Windows are made of whole UTC buckets: ``days_back=30`` covers the tier view's days from
 the start of the UTC day 30 days ago up to now, and the pool view's hours from the start of
@@ -107,19 +107,14 @@ FROM ({parts}) AS parts
 GROUP BY pool_type
 ORDER BY pool_type"""
 
-# The two parts of solution_patterns_mv read directly: the outer statement merges a
-# pattern's rows anyway, so the view's own merge (a join per pattern) is not needed.
-_PATTERN_COLUMNS = """\
-SELECT pattern_id, solution_summary, repo, usage_count, success_count, sum_quality,
-       quality_count, task_types, first_seen, last_seen"""
+# solution_patterns_mv is the materialized merge of its two parts (refreshed with them):
+# reading both parts here instead doubled the rows this statement sorts and merges.
 _PATTERN_VIEW = next(view for view in SEALED_VIEWS if view.name == "solution_patterns_mv")
-PATTERN_PARTS = f"""\
-{_PATTERN_COLUMNS}
-FROM {_PATTERN_VIEW.history.name} WHERE $1::text IS NULL OR repo = $1::text
-UNION ALL
-{_PATTERN_COLUMNS}
-FROM {_PATTERN_VIEW.recent.name} WHERE $1::text IS NULL OR repo = $1::text
-{{live}}
+PATTERN_PARTS = """\
+SELECT pattern_id, solution_summary, repo, usage_count, success_count, sum_quality,
+       quality_count, task_types, first_seen, last_seen
+FROM solution_patterns_mv WHERE $1::text IS NULL OR repo = $1::text
+{live}
 UNION ALL
 SELECT md5(solution_summary)::uuid, solution_summary, repo, count(*),
        count(*) FILTER (WHERE success), sum(quality_score), count(quality_score),
@@ -128,7 +123,7 @@ FROM executions
 WHERE ($4::timestamptz IS NULL OR "timestamp" >= $4)
   AND solution_summary IS NOT NULL AND ($1::text IS NULL OR repo = $1::text)
 GROUP BY solution_summary, repo
-{{/live}}"""
+{/live}"""
 SOLUTION_PATTERNS = """\
 WITH selected AS ({parts}),
 patterns AS (

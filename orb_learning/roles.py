@@ -42,7 +42,7 @@ PUBLIC_VIEW_NAMES: tuple[str, ...] = tuple(view.name for view in PUBLIC_VIEWS)
 READ_TABLES: tuple[str, ...] = (
     "executions",
     "feedback",
-    *PUBLIC_VIEW_NAMES,
+    *(name for name in PUBLIC_VIEW_NAMES if name not in VIEW_NAMES),
     *VIEW_NAMES,
     "view_refresh_log",
     "view_watermarks",

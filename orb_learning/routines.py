@@ -286,6 +286,7 @@ AS $function$
 DECLARE
     base text;
     rollup text;
+    merged text;             -- a materialized merge of the parts, refreshed after them
     part text;
     history text[];          -- the history parts of base and of its rollup
     parts text[];            -- the parts refreshed this time, in order
@@ -314,6 +315,7 @@ BEGIN
                                 'solution_patterns'] LOOP
         rollup := CASE base WHEN 'tier_performance' THEN 'tier_performance_all_repos'
                             WHEN 'pool_performance' THEN 'pool_performance_all_repos' END;
+        merged := CASE base WHEN 'solution_patterns' THEN 'solution_patterns_mv' END;
         history := array_remove(ARRAY[base || '_history_mv', rollup || '_history_mv'], NULL);
         -- The history is rebuilt when its seal is due to move (about once a day) or a
         -- statement changed executions before it; otherwise only the recent parts are.
@@ -323,7 +325,7 @@ BEGIN
                               WHERE d.view_name = history[1]);
         parts := array_remove(ARRAY[
             CASE WHEN sealing THEN history[1] END, base || '_recent_mv',
-            CASE WHEN sealing THEN history[2] END, rollup || '_recent_mv'], NULL);
+            CASE WHEN sealing THEN history[2] END, rollup || '_recent_mv', merged], NULL);
         view_name := NULL; rows := NULL; error := NULL; watermark := NULL;
         started_at := NULL; finished_at := NULL;
         IF min_age > interval '0 seconds' AND EXISTS (
@@ -333,7 +335,7 @@ BEGIN
         ) THEN
             status := 'fresh';  -- refreshed less than min_age ago: skipped
             FOREACH view_name IN ARRAY history || array_remove(
-                    ARRAY[base || '_recent_mv', rollup || '_recent_mv'], NULL) LOOP
+                    ARRAY[base || '_recent_mv', rollup || '_recent_mv', merged], NULL) LOOP
                 RETURN NEXT;
             END LOOP;
             CONTINUE;
@@ -351,7 +353,7 @@ BEGIN
                 DELETE FROM view_history_dirty d WHERE d.view_name = history[1];
             END IF;
             UPDATE view_watermarks w SET watermark = greatest(w.watermark, new_watermark)
-            WHERE w.view_name IN (base || '_recent_mv', rollup || '_recent_mv');
+            WHERE w.view_name IN (base || '_recent_mv', rollup || '_recent_mv', merged);
             FOR i IN 1 .. array_length(parts, 1) LOOP
                 starts[i] := clock_timestamp();
                 EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %I', parts[i]);
@@ -401,7 +403,8 @@ REFRESH_VIEWS_V3_COMMENT = (
     "part (from the seal to the watermark, moved to now() - watermark_lag): the recent "
     "parts are refreshed every time, a history part only when its seal moves or "
     "view_history_dirty marks it. A per-repo view and its rollup over all repos move "
-    "together in one subtransaction. Logs each part refreshed in view_refresh_log and "
+    "together in one subtransaction; solution_patterns_mv, the merge of its two parts, is "
+    "refreshed right after them. Logs each part refreshed in view_refresh_log and "
     "returns one row per part (status success, failed, fresh, or sealed for a history "
     "left as it was), or one row with status locked when another refresh holds the lock "
     "and wait is false.'"

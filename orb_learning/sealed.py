@@ -42,13 +42,23 @@ class SealedView:
     select: str
     comment: str
     column_comments: dict[str, str] = field(default_factory=dict)
+    merged: MaterializedView | None = None
+    """When set, the name is this materialized view of the parts' merge (refreshed right
+    after them) instead of a plain view: a merge read on every call cost too much."""
 
     @property
     def parts(self) -> tuple[MaterializedView, MaterializedView]:
         return (self.history, self.recent)
 
+    @property
+    def materialized(self) -> tuple[MaterializedView, ...]:
+        """The materialized views behind the name, in refresh order."""
+        return (*self.parts, *((self.merged,) if self.merged else ()))
+
     def create_statements(self) -> list[str]:
         """The view and its comments (the parts must exist first)."""
+        if self.merged is not None:
+            return self.merged.create_statements()
         statements = [
             f"CREATE VIEW {self.name} AS\n{self.select}",
             f"COMMENT ON VIEW {self.name} IS {_literal(self.comment)}",
@@ -60,6 +70,8 @@ class SealedView:
         return statements
 
     def drop_statement(self) -> str:
+        if self.merged is not None:
+            return self.merged.drop_statement()
         return f"DROP VIEW IF EXISTS {self.name}"
 
 
@@ -230,13 +242,23 @@ CROSS JOIN LATERAL (
                 THEN coalesce(h.sum_quality, 0) + coalesce(r.sum_quality, 0) END AS sum_quality,
            coalesce(h.quality_count, 0) + coalesce(r.quality_count, 0) AS quality_count
 ) AS t"""
+_PATTERNS_COMMENT = (
+    _public_comment(SOLUTION_PATTERNS_V1, _PATTERN_PARTS)
+    .replace("A view over", "The merge of")
+    .replace(" Refreshed by orb-learning.", _REFRESHED)
+)
 SOLUTION_PATTERNS_V3 = SealedView(
     "solution_patterns_mv",
     _PATTERN_PARTS[0],
     _PATTERN_PARTS[1],
     _PATTERNS_SELECT,
-    _public_comment(SOLUTION_PATTERNS_V1, _PATTERN_PARTS),
+    _PATTERNS_COMMENT,
     SOLUTION_PATTERNS_V1.column_comments,
+    merged=replace(
+        SOLUTION_PATTERNS_V1,
+        select=_PATTERNS_SELECT + "\nWITH DATA",
+        comment=_PATTERNS_COMMENT,
+    ),
 )
 
 SEALED_VIEWS: tuple[SealedView, ...] = (
@@ -255,9 +277,10 @@ SEALED_ROLLUPS: dict[str, SealedView] = {
 """Each per-repo view's rollup over all repos, refreshed right after it."""
 
 SEALED_PARTS: tuple[MaterializedView, ...] = tuple(
-    part for view in SEALED_VIEWS for part in view.parts
+    part for view in SEALED_VIEWS for part in view.materialized
 )
-"""The materialized views at head: history and recent part of each view."""
+"""The materialized views at head: history and recent part of each view (and the merge of
+the solution patterns' parts)."""
 
 HISTORY_PARTS: tuple[str, ...] = tuple(
     view.history.name for view in SEALED_VIEWS if view.name not in

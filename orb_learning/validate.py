@@ -40,9 +40,11 @@ async def validate(connection: asyncpg.Connection) -> list[Check]:
     checks += await _hnsw(connection)
     for view in CURRENT_VIEWS:
         checks += await _view(connection, view.name, view.unique_index)
-    for public in PUBLIC_VIEWS:  # plain views over the materialized parts (revision 0007)
+    for public in PUBLIC_VIEWS:  # views over the materialized parts (revision 0007)
         found = await connection.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_views WHERE viewname = $1)", public.name
+            "SELECT EXISTS (SELECT 1 FROM pg_views WHERE viewname = $1 UNION ALL "
+            "SELECT 1 FROM pg_matviews WHERE matviewname = $1)",
+            public.name,
         )
         checks.append(Check(f"view {public.name}", bool(found), "" if found else "missing"))
     exists = await connection.fetchval(

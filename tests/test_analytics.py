@@ -34,11 +34,15 @@ PUBLIC_VIEWS = {
     "tier_performance_all_repos_mv": "date, model_tier, task_type",
     "pool_performance_all_repos_mv": "hour, pool_type",
 }
-# Each public view is a plain view over two materialized parts with its unique key.
+# Each public view is a plain view over two materialized parts with its unique key, but
+# solution_patterns_mv: the materialized merge of its parts.
 VIEWS = {
-    f"{name.removesuffix('_mv')}_{part}_mv": key
-    for name, key in PUBLIC_VIEWS.items()
-    for part in ("history", "recent")
+    **{
+        f"{name.removesuffix('_mv')}_{part}_mv": key
+        for name, key in PUBLIC_VIEWS.items()
+        for part in ("history", "recent")
+    },
+    "solution_patterns_mv": PUBLIC_VIEWS["solution_patterns_mv"],
 }
 
 # -- independent SQL on the base table -------------------------------------------------------

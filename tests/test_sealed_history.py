@@ -80,9 +80,11 @@ async def test_the_periodic_refresh_leaves_the_sealed_history_alone(
     new_log = await connection.fetch(
         "SELECT view_name, status FROM view_refresh_log ORDER BY id OFFSET $1", logged
     )
-    assert sorted(r["view_name"] for r in new_log) == sorted(
-        name for name in status if "_recent_" in name
-    )  # a sealed history is not logged: it was not refreshed
+    refreshed = sorted(name for name in status if "_history_" not in name)
+    assert refreshed == sorted([*RECENT, "solution_patterns_mv"])  # and the patterns' merge
+    assert {status[name] for name in refreshed} == {"success"}
+    # a sealed history is not logged: it was not refreshed
+    assert sorted(r["view_name"] for r in new_log) == refreshed
     await check_all(db, connection)
 
 

@@ -58,9 +58,9 @@ def upgrade() -> None:
         )
     for old in reversed(OLD_VIEWS):
         op.execute(old.drop_statement())  # its time index goes with it
-    op.execute(
-        f"DELETE FROM view_watermarks WHERE view_name IN ({_names([v.name for v in OLD_VIEWS])})"
-    )
+    kept = {part.name for view in NEW_VIEWS for part in view.materialized}
+    gone = [v.name for v in OLD_VIEWS if v.name not in kept]  # solution_patterns_mv stays one
+    op.execute(f"DELETE FROM view_watermarks WHERE view_name IN ({_names(gone)})")
     for view in NEW_VIEWS:
         for part in view.parts:
             for statement in part.create_statements():
@@ -90,7 +90,8 @@ def downgrade() -> None:
         op.execute(
             "INSERT INTO view_watermarks (view_name, watermark) "
             f"SELECT '{view.name}', watermark FROM view_watermarks "
-            f"WHERE view_name = '{view.recent.name}'"
+            f"WHERE view_name = '{view.recent.name}' "
+            "ON CONFLICT (view_name) DO UPDATE SET watermark = excluded.watermark"
         )
     parts = [part.name for view in NEW_VIEWS for part in view.parts]
     for table in ("view_watermarks", "view_refresh_log"):
