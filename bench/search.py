@@ -32,7 +32,6 @@ from bench.search_data import CASES, Columns, Generator, now
 from bench.timing import Latency, log, timed
 from orb_learning import bulk
 from orb_learning.codecs import init_connection
-from orb_learning.search import SearchTuning
 
 BENCH_DIR = Path(__file__).resolve().parent
 HISTORY_GAP = timedelta(minutes=10)
@@ -53,13 +52,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--churn", type=float, default=0.078, help="churn cycle / rows")
     parser.add_argument("--sweep-calls", type=int, default=50, help="calls per sweep point")
     parser.add_argument("--churn-max", type=int, default=10_000, help="at most this many")
-    parser.add_argument("--no-compare", action="store_true", help="skip the other precision")
-    parser.add_argument(
-        "--compare-max-rows",
-        type=int,
-        default=100_000,
-        help="build the other precision's index only up to this many rows",
-    )
     parser.add_argument("--no-restart", action="store_true", help="skip restart and prewarm")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where SEARCH.md goes")
@@ -169,13 +161,6 @@ async def run_level(
             save()
             precisions = [library_precision]
             level["builds"] = {library_precision: stats.index_seconds}
-            if not args.no_compare and rows <= args.compare_max_rows:
-                other = "vector" if library_precision == "halfvec" else "halfvec"
-                log(f"[{rows:,}] building the {other} HNSW index for comparison")
-                level["builds"][other] = await search_cases.build_index(
-                    connection, other, f"bench_hnsw_{other}"
-                )
-                precisions.append(other)
             level["sizes"] = await search_cases.sizes(connection, rows)
             async with search_cases.open_db(url, queries, command_timeout=3600) as db:
                 await db.refresh_views()  # over 30 s at 1M rows on a busy machine
@@ -197,10 +182,7 @@ async def run_level(
             level["baselines"] = report.measured(measured)
             level["agreement"] = agreement
             save()
-            dbs = {
-                p: search_cases.open_db(url, queries, SearchTuning(halfvec=p == "halfvec"))
-                for p in precisions
-            }
+            dbs = {p: search_cases.open_db(url, queries) for p in precisions}
             for db in dbs.values():
                 await db.initialize()
             try:
@@ -230,8 +212,6 @@ async def run_level(
                     url, names, queries, exact, precisions, calls=args.sweep_calls
                 )
             save()
-            if len(precisions) > 1:
-                await connection.execute(f"DROP INDEX bench_hnsw_{precisions[1]}")
             level["sizes_library"] = await search_cases.sizes(connection, rows)
             log(f"[{rows:,}] ingest with the HNSW index maintained")
             async with search_cases.open_db(url, queries) as db:

@@ -19,12 +19,6 @@ from .search_baselines import Duck, NumpyExact, exact_pg, sync
 from .search_data import CASES, QueryEmbedder, now
 from .timing import Measured, round_robin, timed
 
-INDEX_SQL = {
-    "vector": "CREATE INDEX {name} ON executions USING hnsw (embedding vector_cosine_ops) "
-    "WITH (m = 16, ef_construction = 64)",
-    "halfvec": "CREATE INDEX {name} ON executions USING hnsw "
-    "((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)",
-}
 SWEEP = ((40, 1), (100, 1), (40, 4), (100, 4), (200, 4), (400, 4), (800, 4))
 """(ef_search, candidates per result) points of the sweep."""
 Exact = dict[str, list[list[str]]]
@@ -37,7 +31,7 @@ def open_db(
     """The library as a service uses it; queries embedded beforehand (excluded from times)."""
     db = LearningDatabase(url, preload_model=False, embedder=QueryEmbedder(queries), **settings)
     if tuning is not None:
-        db._tuning = tuning  # the benchmark's variants: full precision, ef_search sweep
+        db._tuning = tuning  # the benchmark's variants: the ef_search sweep
     return db
 
 
@@ -63,16 +57,6 @@ async def library_index(connection: asyncpg.Connection) -> str:
         "SELECT indexdef FROM pg_indexes WHERE indexname = $1", bulk.VECTOR_INDEX
     )
     return "halfvec" if definition and "halfvec" in definition else "vector"
-
-
-async def build_index(connection: asyncpg.Connection, precision: str, name: str) -> float:
-    """Build an HNSW index as the library's bulk path does (memory, workers); seconds."""
-    started = time.perf_counter()
-    async with connection.transaction():
-        await connection.execute("SET LOCAL maintenance_work_mem = '2GB'")
-        await connection.execute("SET LOCAL max_parallel_maintenance_workers = 2")
-        await connection.execute(INDEX_SQL[precision].format(name=name), timeout=86_400)
-    return time.perf_counter() - started
 
 
 async def exact_answers(connection: asyncpg.Connection, queries: np.ndarray) -> tuple[Exact, float]:
@@ -184,7 +168,6 @@ async def sweep(
             tuning = SearchTuning(  # fixed points: no scaling with the rows searched
                 ef_search=ef_search,
                 candidates_per_result=per_result,
-                halfvec=precision == "halfvec",
                 scale_ef_search=False,
                 halfvec_ef_factor=1.0,
             )

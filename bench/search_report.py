@@ -106,9 +106,10 @@ def index_table(level: dict[str, Any]) -> Table:
             "frequent p50",
             "recall (unf., freq.)",
         ],
-        title=f"Full against half precision at {rows:,} rows (m=16, ef_construction=64)",
-        note="Build: maintenance_work_mem 2GB, 2 parallel workers. The library's index is "
-        "built by the bulk path after the load; the other right after, on the same rows.",
+        title=f"The HNSW index at {rows:,} rows (m=16, ef_construction=64)",
+        note="Built by the bulk path after the load (maintenance_work_mem 2GB, 2 parallel "
+        "workers). Full against half precision, measured side by side before revision 0008 "
+        "made the column half precision: bench/history/search-173196c/SEARCH.md.",
     )
     names = {level["library_index"]: "idx_executions_embedding_hnsw"}
     for precision in level["builds"]:
@@ -143,9 +144,9 @@ def sweep_table(level: dict[str, Any]) -> Table:
             "p50 freq.",
         ],
         title=f"HNSW path tuning at {level['rows']:,} rows (recall@10 and p50 ms)",
-        note="Candidates per result: the HNSW path fetches k x this many, re-ranks them by "
-        "full-precision distance and keeps k. Points are fixed ef_search values; the library "
-        "uses 100, doubled on the half-precision index, scaled by sqrt(rows passing the "
+        note="Candidates per result: the HNSW path fetches k x this many, sorts them by "
+        "exact distance and keeps k. Points are fixed ef_search values; the library "
+        "uses 100, doubled (half-precision distances), scaled by sqrt(rows passing the "
         "filters / 100,000) above 100,000 rows (at most 1,000), 4 per result.",
     )
     for point in level.get("sweep", []):

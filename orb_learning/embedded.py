@@ -9,12 +9,16 @@ process that started it exits.
 from __future__ import annotations
 
 import asyncio
+import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 from .errors import EmbeddedServerUnavailable
 
 DATABASE_NAME = "orb_learning"
+SHARED_BUFFERS_RANGE_MB = (128, 4096)
+"""The embedded server's ``shared_buffers``: a quarter of the RAM, within this range."""
 
 
 def start_server(data_dir: Path) -> str:
@@ -32,12 +36,37 @@ def start_server(data_dir: Path) -> str:
         ) from None
     try:
         server = get_server(data_dir, cleanup_mode="stop")
+        if _set_shared_buffers(server):
+            server.cleanup()  # restart, so that the setting takes effect
+            server = get_server(data_dir, cleanup_mode="stop")
     except Exception as exc:  # the package raises bare subprocess/assertion errors
         raise EmbeddedServerUnavailable(
             f"the embedded PostgreSQL server could not start in {data_dir}: {exc} "
             f"(its log is {data_dir / 'log'})"
         ) from exc
     return str(server.get_uri())
+
+
+def shared_buffers_mb() -> int:
+    """A quarter of the machine's RAM, at least 128 MB (PostgreSQL's default) and at most
+    4 GB. initdb's 128 MB holds a tenth of a million rows' HNSW index: beyond, every search
+    reads graph pages through the kernel, and at 1M rows took twice as long (bench/)."""
+    low, high = SHARED_BUFFERS_RANGE_MB
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return max(low, min(high, total // 4))
+
+
+def _set_shared_buffers(server: Any) -> bool:
+    """``ALTER SYSTEM SET shared_buffers`` unless it was set that way already (by this
+    library, or by you: yours is kept); True when the server needs a restart."""
+    origin = server.psql(
+        "SELECT 'origin:' || coalesce(sourcefile, '') FROM pg_settings "
+        "WHERE name = 'shared_buffers';"
+    )
+    if "postgresql.auto.conf" in origin:
+        return False
+    server.psql(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers_mb()}MB';")  # an int
+    return True
 
 
 async def ensure_database(server_url: str, name: str = DATABASE_NAME) -> str:

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("orb_learning")
 BATCH_SIZE = 5000
 MAX_DAYS_TO_KEEP = 365_000
-_CASTS = {"Uuid": "::text", "JSONB": "::text", "VECTOR": "::real[]"}
+_CASTS = {"Uuid": "::text", "JSONB": "::text", "VECTOR": "::real[]", "HALFVEC": "::real[]"}
 ARCHIVE_COLUMNS = tuple(c.name for c in executions_table.columns)
 _SELECT_LIST = ", ".join(
     f'"{c.name}"{_CASTS.get(type(c.type).__name__, "")} AS "{c.name}"'
@@ -248,7 +248,8 @@ def _arrow_table(rows: Sequence[Any]) -> Any:
 
     text, stamp, vector = pa.string(), pa.timestamp("us", tz="UTC"), pa.list_(pa.float32())
     kinds = {"Uuid": text, "Text": text, "JSONB": text, "DateTime": stamp, "VECTOR": vector,
-             "Integer": pa.int32(), "Double": pa.float64(), "Boolean": pa.bool_()}  # fmt: skip
+             "HALFVEC": vector, "Integer": pa.int32(), "Double": pa.float64(),
+             "Boolean": pa.bool_()}  # fmt: skip
     schema = pa.schema([(c.name, kinds[type(c.type).__name__]) for c in executions_table.columns])
     return pa.table({n: [row[n] for row in rows] for n in ARCHIVE_COLUMNS}, schema=schema)
 

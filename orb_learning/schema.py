@@ -7,7 +7,7 @@ database. The materialized views are not tables, so their SQL lives in
 
 from __future__ import annotations
 
-from pgvector.sqlalchemy import HALFVEC, VECTOR
+from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -23,7 +23,6 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
-    cast,
     func,
     text,
 )
@@ -98,8 +97,9 @@ executions = Table(
     Column("solution_summary", Text, comment="Short summary of the solution: the pattern key"),
     Column(
         "embedding",
-        VECTOR(EMBEDDING_DIMENSION),
-        comment="all-MiniLM-L6-v2 embedding of task_description (unit length, cosine)",
+        HALFVEC(EMBEDDING_DIMENSION),
+        comment="all-MiniLM-L6-v2 embedding of task_description, half precision "
+        "(unit length, cosine)",
     ),
     Column(
         "metadata",
@@ -156,12 +156,12 @@ Index(
     executions.c.timestamp.desc(),
 )
 Index("idx_executions_timestamp", executions.c.timestamp)
-Index(  # half precision (revision 0006): half the size, same recall once search re-ranks
+Index(  # on the half-precision column (revision 0008; 0006 built it on a cast)
     "idx_executions_embedding_hnsw",
-    cast(executions.c.embedding, HALFVEC(EMBEDDING_DIMENSION)).label("embedding_halfvec"),
+    executions.c.embedding,
     postgresql_using="hnsw",
     postgresql_with={"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
-    postgresql_ops={"embedding_halfvec": "halfvec_cosine_ops"},
+    postgresql_ops={"embedding": "halfvec_cosine_ops"},
 )
 
 view_watermarks = Table(

@@ -5,16 +5,16 @@ Two paths, chosen per query from the planner's row estimate for the repo and tim
 * **exact**: when few rows pass the filters (a rare repo, a short window, a small table),
   they are read through the btree indexes and every one is compared: perfect recall, and
   faster than walking the graph for a needle.
-* **HNSW**: otherwise, the half-precision HNSW index on ``embedding::halfvec(384)``
-  (revision 0006: half the size of a full-precision graph, same recall once re-ranked)
-  with pgvector 0.8's iterative scan (``relaxed_order``), so that filtered rows keep coming
-  until enough are found, and an ``ef_search`` that grows with the square root of the rows
-  the filters let through (beyond 100,000). It yields ``candidates_per_result * k``
-  candidates, which are re-ranked by their full-precision distance (the similarity returned
-  is always the exact cosine of the stored vectors) and cut to ``k``: this repairs both the
-  half-precision rounding and the relaxed order. The threshold is applied *outside* that scan (a
-  MATERIALIZED CTE): a query whose answer is empty stops after the candidates instead of
-  scanning on.
+* **HNSW**: otherwise, the HNSW index on the half-precision ``embedding`` column with
+  pgvector 0.8's iterative scan (``relaxed_order``), so that filtered rows keep coming until
+  enough are found, and an ``ef_search`` that grows with the square root of the rows the
+  filters let through (beyond 100,000). It yields ``candidates_per_result * k`` candidates,
+  which are put back in exact distance order (relaxed order returns them only roughly
+  sorted) and cut to ``k``. The threshold is applied *outside* that scan (a MATERIALIZED
+  CTE): a query whose answer is empty stops after the candidates instead of scanning on.
+
+Both paths compute the same cosine on the same stored vectors (half precision since
+revision 0008), so they rank rows identically.
 
 Every statement runs with ``plan_cache_mode = force_custom_plan``: a generic plan of a
 prepared statement once picked HNSW without iterative scan for a rare repo and returned
@@ -29,7 +29,6 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config import EMBEDDING_DIMENSION
 from .store import RECORD_COLUMNS
 
 if TYPE_CHECKING:
@@ -66,9 +65,6 @@ class SearchTuning:
     """Grow ef_search with the square root of the rows passing the filters beyond
     ``REFERENCE_ROWS`` (at a fixed ef_search, recall falls as the graph grows: pgvector
     with ef_search 200 at a million rows recalled what 100 did at 100,000)."""
-    halfvec: bool = True
-    """Walk the half-precision index (revision 0006); False: an index on ``embedding``
-    itself, as revisions 0001-0005 built it (the benchmark's full-precision comparison)."""
     halfvec_ef_factor: float = 2.0
     """Half-precision distances are coarser: on unstructured vectors (3,000 uniform random
     ones, tests/test_search.py) ef_search 100 found 8 of the exact 10 where full precision
@@ -83,20 +79,11 @@ def _exact_sql(filters: str) -> str:
     )
 
 
-# The index expression of revision 0006, written exactly as the index has it, so that the
-# planner matches it; the query is cast the same way (its first use types it as vector).
-_HALFVEC_ORDER = (
-    f"embedding::halfvec({EMBEDDING_DIMENSION}) "
-    f"<=> (:query)::vector({EMBEDDING_DIMENSION})::halfvec({EMBEDDING_DIMENSION})"
-)
-
-
-def _hnsw_sql(filters: str, *, halfvec: bool = True) -> str:
-    order = _HALFVEC_ORDER if halfvec else "embedding <=> :query"
+def _hnsw_sql(filters: str) -> str:
     return (
         "WITH nearest AS MATERIALIZED ("
         f"SELECT {_SELECT}, embedding <=> :query AS distance FROM executions "
-        f"WHERE {filters} ORDER BY {order} LIMIT :candidates) "
+        f"WHERE {filters} ORDER BY embedding <=> :query LIMIT :candidates) "
         f"SELECT {_PREFIXED}, 1 - n.distance AS similarity FROM nearest n "
         "WHERE 1 - n.distance >= :threshold ORDER BY n.distance, n.task_id LIMIT :limit"
     )
@@ -134,7 +121,7 @@ async def find_similar(
             sql = _exact_sql(filters)
         else:
             await _configure_hnsw(connection, _ef_search(tuning, candidates, estimate), tuning)
-            sql = _hnsw_sql(filters, halfvec=tuning.halfvec)
+            sql = _hnsw_sql(filters)
         rows = await connection.fetch(*_compile(sql, values))
     return [dict(row) for row in rows]
 
@@ -155,9 +142,7 @@ def _candidates(tuning: SearchTuning, limit: int) -> int:
 
 def _ef_search(tuning: SearchTuning, candidates: int, estimate: float) -> int:
     """At least the candidates asked for, scaled with the rows searched, at most 1,000."""
-    ef_search: float = tuning.ef_search
-    if tuning.halfvec:
-        ef_search *= tuning.halfvec_ef_factor
+    ef_search: float = tuning.ef_search * tuning.halfvec_ef_factor
     if tuning.scale_ef_search and estimate > REFERENCE_ROWS:
         ef_search *= math.sqrt(estimate / REFERENCE_ROWS)
     return min(max(round(ef_search), candidates), 1000)

@@ -68,7 +68,9 @@ def row_of(record: ExecutionRecord, embedding: np.ndarray | None) -> tuple[Any, 
 
 
 def check_embedding(vector: np.ndarray, task_id: object) -> np.ndarray:
-    """Refuse an embedding that the vector column would reject or that would poison search."""
+    """Refuse an embedding that the column would reject or that would poison search; return
+    it as stored: scaled to unit length (cosine does not see the scale, and half precision
+    would overflow beyond 65,504) in half precision (revision 0008)."""
     import numpy as np
 
     array = np.asarray(vector, dtype=np.float32)
@@ -79,9 +81,11 @@ def check_embedding(vector: np.ndarray, task_id: object) -> np.ndarray:
         )
     if not np.isfinite(array).all():
         raise ValueError(f"embedding of task {task_id} contains NaN or infinite values")
-    if math.isclose(float(np.dot(array, array)), 0.0, abs_tol=1e-12):
+    norm = float(np.linalg.norm(array.astype(np.float64)))
+    if math.isclose(norm, 0.0, abs_tol=1e-6):
         raise ValueError(f"embedding of task {task_id} is the zero vector (no cosine direction)")
-    return array
+    stored: np.ndarray = (array / norm).astype(np.float16)
+    return stored
 
 
 def latest_per_task(

@@ -105,3 +105,11 @@ def unit_vectors(n: int, *, seed: int = 7) -> np.ndarray:
     """``n`` random unit vectors, float32, shape (n, 384): stand-ins for the model's output."""
     vectors = np.random.default_rng(seed).standard_normal((n, 384)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def as_stored(vector: np.ndarray) -> np.ndarray:
+    """An embedding as the library stores it (revision 0008): unit length, half precision."""
+    array = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(array.astype(np.float64)))
+    stored: np.ndarray = (array / norm).astype(np.float16)
+    return stored

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from orb_learning import LearningDatabase, bulk, search
+from tests.factories import as_stored
 from tests.test_store import make_record, unit_vectors
 
 INDEX_STATE = (
@@ -46,7 +47,7 @@ async def test_bulk_load_rebuilds_a_valid_index_over_exactly_the_rows(
     }
     for records, vectors in loaded:
         for record, vector in zip(records, vectors, strict=True):
-            assert np.array_equal(stored[record.task_description], vector)
+            assert np.array_equal(stored[record.task_description], as_stored(vector))
 
 
 async def test_a_failed_bulk_load_still_rebuilds_the_index(
@@ -98,9 +99,9 @@ class QueryTable:
         return np.stack([self.queries[int(t.removeprefix("q"))] for t in texts])
 
 
-async def test_the_hnsw_path_returns_full_precision_scores_in_order(database_url: str) -> None:
-    """exact_search_max_rows=0 forces the HNSW path; the similarities are still the
-    full-precision cosines of the stored vectors, most similar first."""
+async def test_the_hnsw_path_returns_exact_scores_in_order(database_url: str) -> None:
+    """exact_search_max_rows=0 forces the HNSW path; the similarities are still the exact
+    cosines of the stored (half-precision) vectors, most similar first."""
     vectors = unit_vectors(2_000, 3)
     records = [make_record(task_description=f"row {i}") for i in range(2_000)]
     queries = unit_vectors(5, 4)
@@ -110,7 +111,15 @@ async def test_the_hnsw_path_returns_full_precision_scores_in_order(database_url
         await db.store_executions(records, embeddings=vectors)
         for q, query in enumerate(queries):
             rows = await db.find_similar_executions(f"q{q}", days_back=None, threshold=-1.0)
-            scores = vectors @ query
+            stored = np.stack([as_stored(v) for v in vectors]).astype(np.float64)
+            scores = (
+                stored
+                @ as_stored(query).astype(np.float64)
+                / (
+                    np.linalg.norm(stored, axis=1)
+                    * np.linalg.norm(as_stored(query).astype(np.float64))
+                )
+            )
             got = [r["similarity"] for r in rows]
             assert len(rows) == 10
             assert got == sorted(got, reverse=True)
@@ -127,8 +136,7 @@ async def test_the_hnsw_statement_walks_the_migrated_index(
 ) -> None:
     """The HNSW statement's ORDER BY matches the index expression, so the planner uses it."""
     vectors = unit_vectors(1, 5)
-    tuning = search.SearchTuning()
-    sql = search._hnsw_sql(search._FILTERS[(False, False)], halfvec=tuning.halfvec)
+    sql = search._hnsw_sql(search._FILTERS[(False, False)])
     values = {"query": vectors[0], "threshold": -1.0, "limit": 10, "candidates": 40}
     statement, *arguments = search._compile("EXPLAIN (FORMAT JSON) " + sql, values)
     async with connection.transaction():
@@ -160,15 +168,15 @@ async def test_an_import_with_the_index_deferred_ends_with_a_valid_index_and_the
 
 
 def test_ef_search_grows_with_the_rows_searched_within_pgvector_bounds() -> None:
-    tuning = search.SearchTuning(ef_search=100, halfvec=False)
+    tuning = search.SearchTuning(ef_search=100, halfvec_ef_factor=1.0)
     assert search._ef_search(tuning, 40, 50_000) == 100
     assert search._ef_search(tuning, 40, 100_000) == 100
     assert search._ef_search(tuning, 40, 400_000) == 200
     assert search._ef_search(tuning, 40, 1_000_000) == 316
     assert search._ef_search(tuning, 40, 1e9) == 1000
     assert search._ef_search(tuning, 400, 10) == 400  # never fewer than the candidates
-    fixed = search.SearchTuning(ef_search=100, scale_ef_search=False, halfvec=False)
+    fixed = search.SearchTuning(ef_search=100, scale_ef_search=False, halfvec_ef_factor=1.0)
     assert search._ef_search(fixed, 40, 1_000_000) == 100
-    halfvec = search.SearchTuning(ef_search=100)  # the default: half precision, twice the list
+    halfvec = search.SearchTuning(ef_search=100)  # the default: twice the list
     assert search._ef_search(halfvec, 40, 50_000) == 200
     assert search._ef_search(halfvec, 40, 400_000) == 400

@@ -21,6 +21,7 @@ import pytest
 from orb_learning import LearningDatabase, SentenceTransformerEmbedder
 from orb_learning.importer import ImportSourceError, import_duckdb
 from orb_learning.store import RECORD_COLUMNS
+from tests.factories import as_stored
 
 # The first version's DDL (first-version-quick-start.md, "Executions Table").
 QUICK_START_DDL = """
@@ -178,7 +179,7 @@ async def check_table(
         assert got["timestamp"].utcoffset() == timedelta(0)
         embedding = got["embedding"].to_numpy()
         assert embedding.shape == (384,)
-        assert np.allclose(embedding, vector, atol=1e-5)
+        assert np.array_equal(embedding, as_stored(vector))
 
 
 async def test_quick_start_file_is_imported_row_by_row(
@@ -271,7 +272,7 @@ async def test_keep_embeddings_keeps_384_dim_vectors_as_stored(
             "SELECT embedding FROM executions WHERE task_id = $1", row["task_id"]
         )
         hashed = np.asarray(hash_embedding(row["task_description"]), dtype=np.float32)
-        assert np.array_equal(stored.to_numpy(), hashed) == (i % 3 != 2)
+        assert np.array_equal(stored.to_numpy(), as_stored(hashed)) == (i % 3 != 2)
 
 
 async def test_timestamptz_variable_schema_and_bad_metadata(

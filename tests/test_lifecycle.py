@@ -309,6 +309,37 @@ async def test_embedded_server_lives_in_database_path_and_keeps_data(
         stop_embedded(path)
 
 
+async def test_embedded_server_gets_shared_buffers_for_its_index_and_keeps_yours(
+    tmp_path: Path,
+) -> None:
+    """A new data directory gets shared_buffers sized to the machine (ALTER SYSTEM, one
+    restart); a value the user set with ALTER SYSTEM survives later starts."""
+    from orb_learning import embedded
+
+    data_dir = tmp_path / "data"
+
+    async def shared_buffers_mb(url: str, *, then_set: str | None = None) -> int:
+        connection = await asyncpg.connect(url)
+        try:
+            pages = await connection.fetchval(
+                "SELECT setting::bigint FROM pg_settings WHERE name = 'shared_buffers'"
+            )
+            if then_set is not None:
+                await connection.execute(f"ALTER SYSTEM SET shared_buffers = '{then_set}'")
+        finally:
+            await connection.close()
+        return int(pages) * 8 // 1024
+
+    try:
+        url = embedded.start_server(data_dir)
+        assert await shared_buffers_mb(url) == embedded.shared_buffers_mb() >= 128
+        await shared_buffers_mb(url, then_set="160MB")
+        stop_embedded(data_dir)
+        assert await shared_buffers_mb(embedded.start_server(data_dir)) == 160
+    finally:
+        stop_embedded(data_dir)
+
+
 @pytest.mark.parametrize(("name", "fix"), [("old.db", "import-duckdb"), ("notes", "not empty")])
 async def test_a_database_path_that_is_not_postgres_is_refused(
     tmp_path: Path, embedder: SentenceTransformerEmbedder, name: str, fix: str

@@ -62,7 +62,7 @@ def assert_same_row(archived: dict[str, Any], stored: dict[str, Any]) -> None:
             assert json.loads(got) == want
         elif name == "embedding":
             assert len(got) == 384
-            assert np.array_equal(np.asarray(got, dtype=np.float32), want.to_numpy())
+            assert np.array_equal(np.asarray(got, dtype=np.float32), want.to_numpy())  # exact
         elif isinstance(want, datetime):
             assert got.utcoffset() is not None and got == want, name
         else:

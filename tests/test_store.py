@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 import pytest
-from pgvector import Vector
+from pgvector import HalfVector
 
 from orb_learning import (
     ErrorType,
@@ -19,6 +19,7 @@ from orb_learning import (
     LearningDatabase,
 )
 from orb_learning.store import RECORD_COLUMNS
+from tests.factories import as_stored
 
 
 def make_record(**overrides: Any) -> ExecutionRecord:
@@ -79,12 +80,13 @@ async def test_store_execution_writes_every_field_and_the_embedding(
     assert as_record(row) == record
     assert row["error_type"] == "timeout"
     assert row["uploaded_at"] is not None
-    # pgvector 0.5 decodes `vector` to pgvector.Vector; the embedding is the description's.
-    assert isinstance(row["embedding"], Vector)
+    # pgvector 0.5 decodes `halfvec` to pgvector.HalfVector; the embedding is the
+    # description's, in half precision (revision 0008).
+    assert isinstance(row["embedding"], HalfVector)
     stored = row["embedding"].to_numpy()
     expected = embedder.encode([record.task_description])[0]
     assert stored.shape == (384,)
-    assert np.allclose(stored, expected, atol=1e-5)
+    assert np.array_equal(stored, as_stored(expected))
 
 
 async def test_storing_the_same_task_id_again_updates_the_row(
@@ -128,7 +130,7 @@ async def test_batch_embeddings_are_those_of_each_description(
     expected = embedder.encode(texts)
     for record, vector in zip(records, expected, strict=True):
         row = await stored_row(connection, record.task_id)
-        assert np.allclose(row["embedding"].to_numpy(), vector, atol=1e-5)
+        assert np.array_equal(row["embedding"].to_numpy(), as_stored(vector))
 
 
 async def test_embed_gives_what_the_batch_path_stores(
@@ -142,7 +144,7 @@ async def test_embed_gives_what_the_batch_path_stores(
     await db.store_executions(records)
     for record, vector in zip(records, vectors, strict=True):
         row = await stored_row(connection, record.task_id)
-        assert np.allclose(row["embedding"].to_numpy(), vector, atol=1e-5)
+        assert np.array_equal(row["embedding"].to_numpy(), as_stored(vector))
 
 
 async def test_batch_with_precomputed_embeddings(
@@ -152,7 +154,7 @@ async def test_batch_with_precomputed_embeddings(
     vectors = unit_vectors(20)
     assert await db.store_executions(records, embeddings=vectors) == 20
     row = await stored_row(connection, records[7].task_id)
-    assert np.allclose(row["embedding"].to_numpy(), vectors[7])
+    assert np.array_equal(row["embedding"].to_numpy(), as_stored(vectors[7]))
 
     with pytest.raises(ValueError, match="3 embeddings given for 20 records"):
         await db.store_executions(records, embeddings=vectors[:3])

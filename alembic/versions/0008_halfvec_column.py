@@ -1,0 +1,69 @@
+"""Embeddings stored in half precision: the ``embedding`` column becomes ``halfvec(384)``
+and the HNSW index is built on the column itself.
+
+Why (bench/SEARCH.md): a full-precision row took 2,048 heap bytes (four rows per 8 kB page,
+the 1,544-byte vector being most of each row); in half precision the vector takes 776 bytes
+and a page holds seven rows, so the table, the pages a search reads and the bytes a bulk
+load writes are all about halved. The HNSW index was already half precision (revision
+0006), so the graph and its recall do not change. Half precision keeps 11 significant bits:
+a stored unit vector's cosine to the float32 original is above 0.99999, far inside the
+0.9992 that the default quantised model already differs from the reference model by, and
+similarities are computed on the stored vectors, so the exact path and the re-ranking of
+HNSW candidates agree with each other.
+
+The upgrade rewrites the table (an ACCESS EXCLUSIVE lock for the duration: about a minute
+per million rows, plus the index build): run it in a maintenance window. The downgrade
+restores float32 columns from the half-precision values (the dropped bits do not come back).
+
+Revision ID: 0008
+Revises: 0006
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | Sequence[str] | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+INDEX = "idx_executions_embedding_hnsw"
+WITH = "WITH (m = 16, ef_construction = 64)"
+COMMENT = "COMMENT ON COLUMN executions.embedding IS {}"
+HALF_COMMENT = (
+    "'all-MiniLM-L6-v2 embedding of task_description, half precision (unit length, cosine)'"
+)
+FULL_COMMENT = "'all-MiniLM-L6-v2 embedding of task_description (unit length, cosine)'"
+# As in revision 0006: the graph of about a million rows is built in memory.
+MEMORY = "SET LOCAL maintenance_work_mem = '1GB'"
+
+
+def upgrade() -> None:
+    op.execute(f"DROP INDEX IF EXISTS {INDEX}")
+    op.execute(MEMORY)
+    op.execute(
+        "ALTER TABLE executions ALTER COLUMN embedding TYPE halfvec(384) "
+        "USING embedding::halfvec(384)"
+    )
+    op.execute(COMMENT.format(HALF_COMMENT))
+    op.execute(
+        f"CREATE INDEX {INDEX} ON executions USING hnsw (embedding halfvec_cosine_ops) {WITH}"
+    )
+
+
+def downgrade() -> None:
+    op.execute(f"DROP INDEX IF EXISTS {INDEX}")
+    op.execute(MEMORY)
+    op.execute(
+        "ALTER TABLE executions ALTER COLUMN embedding TYPE vector(384) "
+        "USING embedding::vector(384)"
+    )
+    op.execute(COMMENT.format(FULL_COMMENT))
+    op.execute(
+        f"CREATE INDEX {INDEX} ON executions USING hnsw "
+        f"((embedding::halfvec(384)) halfvec_cosine_ops) {WITH}"
+    )
