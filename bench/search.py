@@ -30,7 +30,7 @@ from bench import machine, report, search_cases, search_report, server
 from bench.search_baselines import Duck, NumpyExact, exact_pg_plan
 from bench.search_data import CASES, Columns, Generator, now
 from bench.timing import Latency, log, timed
-from orb_learning import bulk
+from orb_learning import bulk, schema
 from orb_learning.codecs import init_connection
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -129,6 +129,7 @@ async def run_level(
         try:
             library_precision = await search_cases.library_index(connection)
             level["library_index"] = library_precision
+            level["hnsw"] = {"m": schema.HNSW_M, "ef_construction": schema.HNSW_EF_CONSTRUCTION}
             log(f"[{rows:,}] bulk load through orb_learning.bulk ({library_precision} index)")
             async with search_cases.open_db(url, queries) as db:
                 generated = [0.0]

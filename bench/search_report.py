@@ -12,6 +12,11 @@ PROJECTED_TIER = {1_000: 5.0, 100_000: 10.0, 1_000_000: 20.0}
 """The first version's projections (ms), which it never measured."""
 
 
+def _hnsw_parameters(level: dict[str, Any]) -> str:
+    hnsw = level.get("hnsw", {"m": 16, "ef_construction": 64})  # runs before it was recorded
+    return f"m={hnsw['m']}, ef_construction={hnsw['ef_construction']}"
+
+
 def _projection(table: dict[int, float], rows: int) -> float | None:
     return table.get(rows)
 
@@ -106,7 +111,7 @@ def index_table(level: dict[str, Any]) -> Table:
             "frequent p50",
             "recall (unf., freq.)",
         ],
-        title=f"The HNSW index at {rows:,} rows (m=16, ef_construction=64)",
+        title=f"The HNSW index at {rows:,} rows ({_hnsw_parameters(level)})",
         note="Built by the bulk path after the load (maintenance_work_mem 2GB, 2 parallel "
         "workers). Full against half precision, measured side by side before revision 0008 "
         "made the column half precision: bench/history/search-173196c/SEARCH.md.",

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 import pytest
 from sqlalchemy.dialects import postgresql
 
 from orb_learning import migrations
+from orb_learning.codecs import init_connection
 from orb_learning.models import ExecutionRecord
 from orb_learning.schema import executions
 from orb_learning.views import CURRENT_VIEWS, PUBLIC_VIEWS
@@ -184,7 +186,7 @@ async def test_indexes_are_the_seed_ones_plus_hnsw(connection: asyncpg.Connectio
         assert definitions[name].endswith(columns), definitions[name]
     hnsw = definitions[HNSW_INDEX]
     assert "USING hnsw (embedding halfvec_cosine_ops)" in hnsw, hnsw
-    assert "m='16'" in hnsw and "ef_construction='64'" in hnsw, hnsw
+    assert "m='16'" in hnsw and "ef_construction='128'" in hnsw, hnsw
 
 
 def valid_row(**overrides: Any) -> dict[str, Any]:
@@ -441,3 +443,59 @@ async def test_0007_keeps_the_answers_and_its_downgrade_restores_0006(
     await migrations.upgrade(url, "0007")
     assert await _catalog(url) == at_0007
     assert await _tiers(url) == answers
+
+
+async def test_0008_stores_embeddings_in_half_precision_and_its_downgrade_restores_0007(
+    empty_database_url: str,
+) -> None:
+    """The upgrade keeps every row and rounds each embedding to half precision; search
+    still walks the index; the downgrade restores 0007's column type and index."""
+    url = empty_database_url
+    await migrations.upgrade(url, "0007")
+    vectors = np.random.default_rng(8).normal(size=(50, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    connection = await asyncpg.connect(url)
+    await init_connection(connection)
+    try:
+        for vector in vectors:
+            await insert(connection, valid_row(embedding=vector))
+        index_at_0007 = await connection.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = $1", HNSW_INDEX
+        )
+    finally:
+        await connection.close()
+
+    await migrations.upgrade(url, "0008")
+    connection = await asyncpg.connect(url)
+    await init_connection(connection)
+    try:
+        rows = await connection.fetch("SELECT embedding FROM executions ORDER BY task_id")
+        stored = {r["embedding"].to_numpy().tobytes() for r in rows}
+        assert stored == {v.astype(np.float16).tobytes() for v in vectors}
+        async with connection.transaction():
+            await connection.execute("SET LOCAL enable_seqscan = off")
+            lines = await connection.fetch(
+                "EXPLAIN SELECT task_id FROM executions ORDER BY embedding <=> $1 LIMIT 5",
+                vectors[0],
+            )
+        plan = "\n".join(line[0] for line in lines)
+        assert HNSW_INDEX in plan, plan
+    finally:
+        await connection.close()
+
+    await migrations.downgrade(url, "0007")
+    connection = await asyncpg.connect(url)
+    await init_connection(connection)
+    try:
+        column_type = await connection.fetchval(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'executions'::regclass AND attname = 'embedding'"
+        )
+        assert column_type == "vector(384)"
+        index = await connection.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = $1", HNSW_INDEX
+        )
+        assert index == index_at_0007
+        assert await connection.fetchval("SELECT count(*) FROM executions") == len(vectors)
+    finally:
+        await connection.close()
