@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 from . import migrations
 from .routines import REFRESH_FUNCTION
-from .schema import metadata
+from .schema import executions, metadata
 from .views import CURRENT_VIEWS, PUBLIC_VIEWS
+
+EMBEDDING_TYPE = str(executions.c.embedding.type).lower()
 
 if TYPE_CHECKING:
     import asyncpg
@@ -91,8 +93,9 @@ async def _table(connection: asyncpg.Connection, table: str, columns: list[str])
     detail = f"missing columns: {', '.join(missing)}" if missing else f"{len(columns)} columns"
     checks = [Check(f"table {table}", not missing, detail)]
     if table == "executions" and "embedding" in have:
-        ok = have["embedding"] == "vector(384)"
-        checks.append(Check("executions.embedding is vector(384)", ok, have["embedding"]))
+        want = EMBEDDING_TYPE  # the metadata's type, as format_type() spells it
+        ok = have["embedding"] == want
+        checks.append(Check(f"executions.embedding is {want}", ok, have["embedding"]))
     return checks
 
 

@@ -175,14 +175,10 @@ def test_resolve_model_name_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_import_is_lazy() -> None:
     code = (
-        "import sys, time\n"
-        "began = time.perf_counter()\n"
+        "import sys\n"
         "import orb_learning.embeddings\n"
-        "elapsed = time.perf_counter() - began\n"
         "heavy = {'torch', 'sentence_transformers', 'transformers'} & set(sys.modules)\n"
-        "print(heavy, elapsed)\n"
         "assert not heavy, heavy\n"
-        "assert elapsed < 0.5, elapsed\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
