@@ -79,6 +79,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="a previous analytics.json (or results.json of bench/history) to compare with",
     )
     args = parser.parse_args(argv)
+    if args.view_index_experiment:
+        # It times revision 0004's indexes on the unsplit views; revision 0007 split each
+        # view into parts (with those indexes on every part). Its last results:
+        # bench/history/37b10ba/analytics.json.
+        parser.error(
+            "--view-index-experiment measured the views before revision 0007 split them into "
+            "history and recent parts; its results are in bench/history/37b10ba/"
+        )
     args.rows = args.rows or [100_000]
     return args
 
