@@ -181,6 +181,28 @@ view_watermarks = Table(
     "(moved by orb_learning_refresh_views()).",
 )
 
+view_history_dirty = Table(  # revision 0007 (its migration creates it from routines.py)
+    "view_history_dirty",
+    metadata,
+    Column("view_name", Text, primary_key=True, comment="The history part"),
+    Column(
+        "since",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="The oldest timestamp written, changed or deleted before the seal",
+    ),
+    Column(
+        "marked_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.now(),
+        comment="When it was first marked",
+    ),
+    comment="History parts (<view>_history_mv) that no longer match the executions: a "
+    "statement wrote, changed or deleted executions stamped before their seal since their "
+    "last refresh. The next orb_learning_refresh_views() rebuilds them and removes the row.",
+)
+
 view_refresh_log = Table(
     "view_refresh_log",
     metadata,
