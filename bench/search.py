@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 
 import asyncpg
 
-from bench import machine, report, search_cases, search_report, server
+from bench import machine, report, search_cases, search_paths, search_report, server
 from bench.search_baselines import Duck, NumpyExact, exact_pg_plan
 from bench.search_data import CASES, Columns, Generator, now
 from bench.timing import Latency, log, timed
@@ -211,6 +211,10 @@ async def run_level(
                 log(f"[{rows:,}] ef_search x candidates sweep")
                 level["sweep"] = await search_cases.sweep(
                     url, names, queries, exact, precisions, calls=args.sweep_calls
+                )
+                log(f"[{rows:,}] exact path against HNSW path, by rows passing the filter")
+                level["paths"] = await search_paths.measure(
+                    url, names, queries, calls=args.sweep_calls
                 )
             save()
             level["sizes_library"] = await search_cases.sizes(connection, rows)

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from orb_learning import LearningDatabase, bulk
+from orb_learning import LearningDatabase, bulk, reclaim
 from orb_learning.search import SearchTuning
 
 from . import report
@@ -266,7 +266,9 @@ async def churn(
     count: int,
     seed: int,
 ) -> dict[str, Any]:
-    """Insert ``count`` rows (HNSW maintained), delete ``count`` loaded rows, VACUUM."""
+    """Insert ``count`` rows (HNSW maintained), delete ``count`` loaded rows, then what the
+    library does after a delete (retention's last step): rebuild the index when the share
+    deleted calls for it, and VACUUM."""
     started = time.perf_counter()
     for start in range(0, count, 5_000):
         records, vectors = generator.batch(min(5_000, count - start))
@@ -279,15 +281,15 @@ async def churn(
         "DELETE FROM executions WHERE task_id = ANY($1::uuid[])", doomed, timeout=3600
     )
     delete_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    await connection.execute("VACUUM (ANALYZE) executions", timeout=86_400)
-    vacuum = time.perf_counter() - started
+    reclaimed = await reclaim.after_delete(db, deleted_rows=int(deleted.split()[-1]))
     return {
         "inserted": count,
         "insert_seconds": inserted,
-        "deleted": int(deleted.split()[-1]),
+        "deleted": reclaimed.deleted_rows,
         "delete_seconds": delete_seconds,
-        "vacuum_seconds": vacuum,
+        "rebuilt_index": reclaimed.rebuilt_index,
+        "rebuild_seconds": reclaimed.rebuild_seconds,
+        "vacuum_seconds": reclaimed.vacuum_seconds,
     }
 
 

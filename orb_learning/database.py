@@ -362,13 +362,21 @@ class LearningDatabase:
     # -- retention ---------------------------------------------------------------------
 
     async def cleanup_old_executions(
-        self, days_to_keep: int = 90, archive_path: str | os.PathLike[str] | None = None
+        self,
+        days_to_keep: int = 90,
+        archive_path: str | os.PathLike[str] | None = None,
+        *,
+        reclaim: bool = True,
     ) -> dict[str, Any]:
         """The first version's retention: delete executions stamped more than
         ``days_to_keep`` days ago (their feedback with them), oldest first in batches,
         each archived first to Parquet under the ``archive_path`` directory when given.
         Returns ``archived_count``, ``deleted_count``, ``days_cleaned`` and details; an
-        interrupted run loses nothing (see :mod:`orb_learning.retention`)."""
+        interrupted run loses nothing (see :mod:`orb_learning.retention`). Then, with
+        ``reclaim``, VACUUM, after a concurrent rebuild of the HNSW index when 1% of the
+        table or more went (see :mod:`orb_learning.reclaim`)."""
         from . import retention  # imports SQLAlchemy's metadata: only when used
 
-        return await retention.cleanup_old_executions(self, days_to_keep, archive_path)
+        return await retention.cleanup_old_executions(
+            self, days_to_keep, archive_path, reclaim=reclaim
+        )

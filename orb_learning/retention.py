@@ -23,6 +23,11 @@ Layout: ``DIR/year=YYYY/month=MM/executions-<first timestamp>-<hash of the ids>.
 text, timestamps as UTC timestamps, ``embedding`` as ``list<float32>``. Pending files start
 with a dot and end in ``.pending``: DuckDB's ``**/*.parquet`` and pyarrow/pandas datasets
 skip them.
+
+**Then the space comes back.** A run that deleted rows ends with :func:`reclaim.after_delete
+<orb_learning.reclaim.after_delete>`: ``VACUUM (ANALYZE)``, preceded by a concurrent rebuild of
+the HNSW index when the run deleted 1% of the table or more (VACUUM's graph repair would
+take longer than the rebuild). ``reclaim=False`` leaves that to autovacuum.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import arguments
 from .errors import ConfigurationError
+from .reclaim import ReclaimResult, after_delete
 from .schema import executions as executions_table
 
 if TYPE_CHECKING:
@@ -89,6 +95,7 @@ class RetentionResult:
     recovered_files: list[str] = field(default_factory=list)
     discarded_pending: int = 0
     pending_files: int = 0
+    reclaimed: ReclaimResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +117,7 @@ class Retention:
         batch_size: int = BATCH_SIZE,
         now: datetime | None = None,
         progress: Callable[[int, int], None] | None = None,
+        reclaim: bool = True,
     ) -> None:
         arguments.integer("days_to_keep", days_to_keep, minimum=0, maximum=MAX_DAYS_TO_KEEP)
         arguments.integer("batch_size", batch_size, minimum=1)
@@ -123,6 +131,7 @@ class Retention:
             raise ConfigurationError("archiving needs pyarrow: pip install 'orb-learning[duckdb]'")
         self.batch_size = batch_size
         self._progress = progress
+        self.reclaim = reclaim
 
     async def before_commit(self, batch: int) -> None:
         """Called in batch ``batch``'s transaction after its DELETE; raising rolls it back."""
@@ -144,7 +153,8 @@ class Retention:
         return result
 
     async def run(self) -> RetentionResult:
-        """Settle pending archive files, then archive and delete batch after batch."""
+        """Settle pending archive files, archive and delete batch after batch, then (if rows
+        went and ``reclaim``) rebuild the HNSW index when the delete was large, and VACUUM."""
         result = RetentionResult(self.days_to_keep, self.cutoff)
         if self.archive is not None:
             self.archive.mkdir(parents=True, exist_ok=True)
@@ -154,6 +164,8 @@ class Retention:
             result.batches += 1
             if self._progress is not None:
                 self._progress(result.deleted_count, max(total, result.deleted_count))
+        if self.reclaim and result.deleted_count:
+            result.reclaimed = await after_delete(self.db, deleted_rows=result.deleted_count)
         return result
 
     async def _batch(self, number: int, result: RetentionResult) -> bool:
@@ -321,10 +333,15 @@ async def cleanup_old_executions(
     archive_path: str | os.PathLike[str] | None = None,
     *,
     batch_size: int = BATCH_SIZE,
+    reclaim: bool = True,
 ) -> dict[str, Any]:
     """The first version's method: ``archived_count``, ``deleted_count``, ``days_cleaned``
     (== ``days_to_keep``) and the run's details."""
     retention = Retention(
-        db, days_to_keep=days_to_keep, archive_path=archive_path, batch_size=batch_size
+        db,
+        days_to_keep=days_to_keep,
+        archive_path=archive_path,
+        batch_size=batch_size,
+        reclaim=reclaim,
     )
     return (await retention.run()).to_dict()

@@ -22,6 +22,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions.add_parser("history", help="the migrations, newest first")
     check = actions.add_parser("validate", help="check everything the store needs; exit 1 if not")
     add_json_flag(check)
+    vacuum = actions.add_parser(
+        "vacuum",
+        help="VACUUM (ANALYZE) executions, after a large DELETE of your own",
+        description="VACUUM (ANALYZE) the executions table. After deleting a few percent of "
+        "the rows, pass --rebuild-index: rebuilding the HNSW index concurrently first is "
+        "faster than VACUUM's repair of the graph. Readers and writers go on meanwhile.",
+    )
+    vacuum.add_argument(
+        "--rebuild-index", action="store_true", help="REINDEX the HNSW index CONCURRENTLY first"
+    )
     reset = actions.add_parser("reset", help="drop everything and migrate again (asks first)")
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.set_defaults(handler=run)
@@ -46,7 +56,20 @@ async def run(args: argparse.Namespace) -> int:
         return await _validate(args, dsn)
     elif action == "reset":
         return await _reset(args, dsn)
+    elif action == "vacuum":
+        await _vacuum(args, dsn)
     return 0
+
+
+async def _vacuum(args: argparse.Namespace, dsn: str) -> None:
+    from ..database import LearningDatabase
+    from ..reclaim import after_delete
+
+    async with LearningDatabase(dsn, preload_model=False) as db:
+        outcome = await after_delete(db, deleted_rows=0, rebuild=args.rebuild_index)
+    if outcome.dropped_leftovers:
+        print(f"Dropped {outcome.dropped_leftovers} invalid index left by a failed rebuild.")
+    print(outcome.summary())
 
 
 async def _validate(args: argparse.Namespace, dsn: str) -> int:
