@@ -14,7 +14,7 @@ from orb_learning.search import SearchTuning
 
 from .search_cases import open_db
 
-TARGETS = (500, 1_000, 2_500, 5_000, 10_000, 20_000, 40_000)
+TARGETS = (500, 1_000, 2_500, 5_000, 10_000, 20_000, 40_000, 100_000)
 """Rows passing the filter that the measured filters come closest to."""
 WINDOWS = (None, 365, 180, 90, 30, 14, 7, 3, 1)
 COUNTS = """
