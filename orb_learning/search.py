@@ -12,6 +12,9 @@ Two paths, chosen per query from the planner's row estimate for the repo and tim
   which are put back in exact distance order (relaxed order returns them only roughly
   sorted) and cut to ``k``. The threshold is applied *outside* that scan (a MATERIALIZED
   CTE): a query whose answer is empty stops after the candidates instead of scanning on.
+  If the scan ran out first (``hnsw.max_scan_tuples`` reached before enough rows passed a
+  sparse filter) and the answer is short of ``k``, the query is answered again by the
+  exact path: never fewer rows than the exact answer.
 
 Both paths compute the same cosine on the same stored vectors (half precision since
 revision 0008), so they rank rows identically.
@@ -80,12 +83,16 @@ def _exact_sql(filters: str) -> str:
 
 
 def _hnsw_sql(filters: str) -> str:
+    """The answer, and in ``found`` how many candidates the scan yielded (one row of NULLs
+    and ``found`` when no candidate passes the threshold)."""
     return (
         "WITH nearest AS MATERIALIZED ("
         f"SELECT {_SELECT}, embedding <=> :query AS distance FROM executions "
         f"WHERE {filters} ORDER BY embedding <=> :query LIMIT :candidates) "
-        f"SELECT {_PREFIXED}, 1 - n.distance AS similarity FROM nearest n "
-        "WHERE 1 - n.distance >= :threshold ORDER BY n.distance, n.task_id LIMIT :limit"
+        "SELECT a.*, c.found FROM (SELECT count(*) AS found FROM nearest) c "
+        f"LEFT JOIN LATERAL (SELECT {_PREFIXED}, 1 - n.distance AS similarity FROM nearest n "
+        "WHERE 1 - n.distance >= :threshold ORDER BY n.distance, n.task_id LIMIT :limit) a "
+        "ON true"
     )
 
 
@@ -117,13 +124,26 @@ async def find_similar(
     async with connection.transaction(readonly=True):
         await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         estimate = await _estimate_rows(connection, filters, days_back, repo)
-        if estimate <= tuning.exact_search_max_rows:
-            sql = _exact_sql(filters)
-        else:
+        if estimate > tuning.exact_search_max_rows:
             await _configure_hnsw(connection, _ef_search(tuning, candidates, estimate), tuning)
-            sql = _hnsw_sql(filters)
-        rows = await connection.fetch(*_compile(sql, values))
+            found = await connection.fetch(*_compile(_hnsw_sql(filters), values))
+            rows = [_without_found(r) for r in found if r["task_id"] is not None]
+            if not _ran_out(len(rows), found[0]["found"], limit, candidates):
+                return rows
+        rows = await connection.fetch(*_compile(_exact_sql(filters), values))
     return [dict(row) for row in rows]
+
+
+def _ran_out(answered: int, found: int, limit: int, candidates: int) -> bool:
+    """Whether the HNSW answer may be short: the scan yielded fewer candidates than asked
+    (what it found is then not even the nearest rows), and the answer has room for more."""
+    return found < candidates and answered < limit
+
+
+def _without_found(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    del out["found"]
+    return out
 
 
 async def _estimate_rows(

@@ -141,6 +141,9 @@ async def test_bad_search_arguments_raise_value_error(
         await db.find_similar_executions(**arguments)
 
 
+RARE_EVERY = 250
+
+
 async def _load_random(db: LearningDatabase, count: int, rare_every: int) -> np.ndarray:
     now = datetime.now(UTC)
     records = [
@@ -185,6 +188,43 @@ async def test_hnsw_and_exact_paths_agree(
                 assert [r["similarity"] for r in b] == sorted(
                     (r["similarity"] for r in b), reverse=True
                 )
+
+
+async def test_a_scan_that_runs_out_is_answered_by_the_exact_path(
+    database_url: str, embedder: Any, connection: asyncpg.Connection
+) -> None:
+    """A sparse filter and a tiny hnsw.max_scan_tuples: the index scan stops before it
+    finds 10 rows of the filtered repo; the library notices and answers exactly. (At 3,000
+    rows the planner sorts a sequential scan instead of walking the graph: sorting is
+    disabled in this database, so that the HNSW statement walks it.)"""
+    from orb_learning import search
+
+    name = await connection.fetchval("SELECT current_database()")
+    await connection.execute(f'ALTER DATABASE "{name}" SET enable_sort = off')
+    starving = {"exact_search_max_rows": 0, "max_scan_tuples": 1, "ef_search": 1}
+    tuning = search.SearchTuning(**starving)  # ef_search: the 40 candidates asked for
+    exact = LearningDatabase(database_url, embedder=embedder, exact_search_max_rows=10**9)
+    starved = LearningDatabase(database_url, embedder=embedder, **starving)
+    async with exact, starved:
+        await _load_random(exact, 3000, rare_every=RARE_EVERY)
+        await connection.execute("ANALYZE executions")
+        query = (await starved.embed(["task 17"]))[0]
+        values = {"query": query, "repo": "rare", "threshold": -1.0, "limit": 10}
+        values["candidates"] = 40
+        sql = search._hnsw_sql(search._FILTERS[(False, True)])
+        async with connection.transaction():
+            await connection.execute("SET LOCAL enable_sort = off")
+            await search._configure_hnsw(connection, 40, tuning)
+            plan = await connection.fetch(*search._compile("EXPLAIN " + sql, values))
+            rows = await connection.fetch(*search._compile(sql, values))
+        assert "idx_executions_embedding_hnsw" in "\n".join(r[0] for r in plan)
+        assert rows[0]["found"] < 10  # the statement alone would answer short
+        for threshold in (-1.0, 0.0):
+            want = await exact.find_similar_executions("task 17", repo="rare", threshold=threshold)
+            got = await starved.find_similar_executions("task 17", repo="rare", threshold=threshold)
+            assert len(want) == 10 or threshold == 0.0
+            assert [r["task_id"] for r in got] == [r["task_id"] for r in want]
+            assert all("found" not in r for r in got)
 
 
 async def test_search_plans_use_the_intended_path(
