@@ -167,7 +167,7 @@ async def test_an_import_with_the_index_deferred_ends_with_a_valid_index_and_the
     await check_table(connection, rows, list(RECORD_COLUMNS), embedder)  # type: ignore[arg-type]
 
 
-def test_ef_search_grows_with_the_rows_searched_within_pgvector_bounds() -> None:
+def test_ef_search_grows_with_the_graph_within_pgvector_bounds() -> None:
     tuning = search.SearchTuning(ef_search=100, halfvec_ef_factor=1.0)
     assert search._ef_search(tuning, 40, 50_000) == 100
     assert search._ef_search(tuning, 40, 100_000) == 100
