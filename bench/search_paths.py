@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from orb_learning import search
 from orb_learning.search import SearchTuning
 
 from .search_cases import open_db
@@ -58,9 +59,10 @@ async def measure(
         point["hnsw_recall"] = hits / max(sum(len(e) for e in answers["exact"]), 1)
         async with open_db(url, queries) as db, db.connection() as c:
             point["estimate"] = await _estimate(c, point)
-        point["library_path"] = (
-            "exact" if point["estimate"] <= library.exact_search_max_rows else "hnsw"
-        )
+            point["exact_max_rows"] = search.exact_max_rows(
+                library, await search.TableSize().rows(c)
+            )
+        point["library_path"] = "exact" if point["estimate"] <= point["exact_max_rows"] else "hnsw"
     return points
 
 
@@ -82,7 +84,5 @@ async def _timed(
 
 
 async def _estimate(connection: asyncpg.Connection, point: dict[str, Any]) -> float:
-    from orb_learning import search
-
     filters = search._FILTERS[(point["days_back"] is not None, True)]
     return await search._estimate_rows(connection, filters, point["days_back"], point["repo"])

@@ -258,8 +258,9 @@ def paths_table(level: dict[str, Any]) -> Table:
         ],
         title=f"Exact path against HNSW path by rows passing the filter, {level['rows']:,} rows",
         note="Each path forced (exact_search_max_rows), the same queries; recall against the "
-        "exact path's answer. The library takes the exact path up to exact_search_max_rows "
-        "rows in the planner's estimate.",
+        "exact path's answer. The library takes the exact path when the planner's estimate "
+        f"is at most {_threshold(level)} rows here (its default rule: 14 x the square root "
+        "of the table's rows, at least 1,000; runs before it: 10,000).",
     )
     for point in level["paths"]:
         window = f"{point['days_back']} days" if point["days_back"] else "all time"
@@ -273,6 +274,11 @@ def paths_table(level: dict[str, Any]) -> Table:
             point["library_path"],
         )
     return t
+
+
+def _threshold(level: dict[str, Any]) -> str:
+    values = {p.get("exact_max_rows", 10_000) for p in level["paths"]}
+    return " / ".join(f"{v:,.0f}" for v in sorted(values))
 
 
 def restart_table(level: dict[str, Any]) -> Table:

@@ -50,7 +50,9 @@ class Settings:
         max_scan_tuples: bound of pgvector's iterative scan (default 20,000).
         exact_search_max_rows: when the planner expects at most this many rows to pass the
             repo and time filters, search scans them exactly through the btree instead of
-            the HNSW index (default 10,000: exact and faster for selective filters).
+            the HNSW index. Default ``None``: 14 x the square root of the table's rows, at
+            least 1,000 (4,400 at 100,000 rows, 14,000 at a million), where the two paths
+            cost the same in the benchmark (see ``orb_learning.search``).
         query_cache_size: query embeddings kept in the LRU cache (default 1,024).
         preload_model: load the embedding model in ``initialize()`` (default yes); when
             off, it loads on the first embedding, and commands that never embed skip it.
@@ -69,7 +71,7 @@ class Settings:
     migrate_on_start: bool | None = None
     ef_search: int = 100
     max_scan_tuples: int = 20_000
-    exact_search_max_rows: int = 10_000
+    exact_search_max_rows: int | None = None
     query_cache_size: int = 1_024
     preload_model: bool = True
     watermark_lag: timedelta = timedelta(minutes=1)

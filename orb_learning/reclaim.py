@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ GRAPH_MARGIN = 1.1
 LEFTOVERS = """\
 SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = 'executions'::regclass AND NOT i.indisvalid AND c.relname LIKE $1"""
+RESET_SETTINGS = "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers"
 SIZES = """
 SELECT (SELECT reltuples::bigint FROM pg_class WHERE oid = 'executions'::regclass) AS table_rows,
        coalesce(pg_relation_size(to_regclass($1)), 0) AS index_bytes,
@@ -155,9 +157,8 @@ async def rebuild_vector_index(
             timeout=NO_TIMEOUT,
         )
     finally:
-        await connection.execute(
-            "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers"
-        )
+        with suppress(Exception):  # never mask the rebuild's own error; a broken
+            await connection.execute(RESET_SETTINGS)  # connection leaves the pool anyway
 
 
 async def drop_leftovers(connection: asyncpg.Connection) -> int:

@@ -167,6 +167,28 @@ async def test_an_import_with_the_index_deferred_ends_with_a_valid_index_and_the
     await check_table(connection, rows, list(RECORD_COLUMNS), embedder)  # type: ignore[arg-type]
 
 
+def test_the_exact_path_threshold_grows_with_the_table() -> None:
+    default = search.SearchTuning()
+    assert search.exact_max_rows(default, 0) == 1_000  # never analyzed: small, go exact
+    assert search.exact_max_rows(default, 100_000) == pytest.approx(4_427, abs=1)
+    assert search.exact_max_rows(default, 1_000_000) == 14_000
+    fixed = search.SearchTuning(exact_search_max_rows=10)
+    assert search.exact_max_rows(fixed, 1_000_000) == 10
+
+
+async def test_the_table_size_is_read_at_most_once_a_ttl(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    await bulk.bulk_load(db, batches(300, 300), maintenance_work_mem="64MB")  # ANALYZEs
+    cached, fresh = search.TableSize(ttl=3600), search.TableSize(ttl=0)
+    assert await cached.rows(connection) == await fresh.rows(connection) == 300
+    records, vectors = batches(200, 200, seed=1)[0]
+    await db.store_executions(records, embeddings=vectors)
+    await connection.execute("ANALYZE executions")
+    assert await cached.rows(connection) == 300
+    assert await fresh.rows(connection) == 500
+
+
 def test_ef_search_grows_with_the_graph_within_pgvector_bounds() -> None:
     tuning = search.SearchTuning(ef_search=100, halfvec_ef_factor=1.0)
     assert search._ef_search(tuning, 40, 50_000) == 100

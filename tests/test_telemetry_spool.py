@@ -38,9 +38,13 @@ CRASHING_PRODUCER = textwrap.dedent(
                 await send(*event)
         while True:  # until everything beyond memory is in the file, fsync'd
             await asyncio.sleep(0.02)
-            with open(spool) as handle:
-                if sum(1 for _ in handle) == capture.records_spooled:
-                    break
+            try:
+                with open(spool) as handle:
+                    lines = sum(1 for _ in handle)
+            except FileNotFoundError:  # not yet: the first batches are still failing
+                continue
+            if lines == capture.records_spooled:
+                break
         print(json.dumps(capture.stats()), flush=True)
         os._exit(1)  # a crash: no shutdown, no flush
 
