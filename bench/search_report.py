@@ -235,10 +235,11 @@ def churn_table(level: dict[str, Any]) -> Table:
         f"{rebuild}VACUUM ({churn['vacuum_seconds']:.1f} s)",
         note="Recall after: against a new exact search of the rows as they are after the "
         "cycle. After the deletes, the library's own step (orb_learning.reclaim, retention's "
-        "last): a concurrent rebuild of the HNSW index when 1% of the rows or more went.",
+        "last): a concurrent rebuild of the HNSW index when 1% of the rows or more went."
+        + _churn_run(churn),
     )
     for case in CASES:
-        before = level["recall"][precision][case]["recall_at_10"]
+        before = churn.get("recall_before", level["recall"][precision])[case]["recall_at_10"]
         after = churn["recall"][case]["recall_at_10"]
         latency = churn["api"]["latency_ms"][f"{precision} / {case}"]
         t.add(case, _recall(before), _recall(after), p50_p95(latency))
@@ -279,6 +280,16 @@ def paths_table(level: dict[str, Any]) -> Table:
 def _threshold(level: dict[str, Any]) -> str:
     values = {p.get("exact_max_rows", 10_000) for p in level["paths"]}
     return " / ".join(f"{v:,.0f}" for v in sorted(values))
+
+
+def _churn_run(churn: dict[str, Any]) -> str:
+    run = churn.get("run")
+    if not run:
+        return ""
+    return (
+        f" This cycle comes from another run on the same data ({run['generated_at']}, library "
+        f"{run['library'].get('commit', '?')}); the recall before it is that run's."
+    )
 
 
 def restart_table(level: dict[str, Any]) -> Table:
@@ -380,6 +391,12 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for level in results["levels"]:
         lines += ["", f"## {level['rows']:,} rows", ""]
+        if "run" in level:
+            run = level["run"]
+            lines.append(
+                f"Measured in a run of its own, {run['generated_at']}, library "
+                f"{run['library'].get('commit', '?')}, parameters `{run['parameters']}`."
+            )
         if "api" in level:
             lines.append(
                 "Load average around the API timing: "
