@@ -189,13 +189,6 @@ async def test_the_table_size_is_read_at_most_once_a_ttl(
     assert await fresh.rows(connection) == 500
 
 
-def test_the_rerank_depth_shrinks_when_the_first_batch_holds_the_answer() -> None:
-    assert search._rerank_depth(10, 40, 632, 1.0) == 10  # unfiltered
-    assert search._rerank_depth(10, 40, 632, 0.28) == 10  # a frequent repo: 177 expected
-    assert search._rerank_depth(10, 40, 632, 0.02) == 40  # later iterations: re-rank
-    assert search._rerank_depth(10, 40, 200, 0.19) == 40
-
-
 def test_ef_search_grows_with_the_graph_within_pgvector_bounds() -> None:
     tuning = search.SearchTuning(ef_search=100, halfvec_ef_factor=1.0)
     assert search._ef_search(tuning, 40, 50_000) == 100
