@@ -66,6 +66,20 @@ def vector_index_sql() -> str:
     return str(CreateIndex(index).compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
 
 
+async def set_build_settings(
+    connection: asyncpg.Connection, memory: str, parallel_workers: int, *, local: bool
+) -> None:
+    """The memory and workers of an index build: for the transaction (``local``) or for
+    the session (a ``CONCURRENTLY`` build, which cannot run in a transaction)."""
+    await connection.execute(
+        "SELECT set_config('maintenance_work_mem', $1, $3), "
+        "set_config('max_parallel_maintenance_workers', $2, $3)",
+        memory,
+        str(parallel_workers),
+        local,
+    )
+
+
 async def build_vector_index(
     connection: asyncpg.Connection,
     *,
@@ -75,13 +89,8 @@ async def build_vector_index(
     """Build the HNSW index if it is missing, in memory and in parallel; return seconds."""
     started = time.perf_counter()
     async with connection.transaction():
-        # set_config(..., true): the raised memory ends with this transaction.
-        await connection.execute(
-            "SELECT set_config('maintenance_work_mem', $1, true), "
-            "set_config('max_parallel_maintenance_workers', $2, true)",
-            maintenance_work_mem,
-            str(parallel_workers),
-        )
+        # the raised memory ends with this transaction
+        await set_build_settings(connection, maintenance_work_mem, parallel_workers, local=True)
         sql = vector_index_sql().replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1)
         await connection.execute(sql, timeout=NO_TIMEOUT)
     return time.perf_counter() - started

@@ -145,12 +145,7 @@ async def rebuild_vector_index(
             connection, maintenance_work_mem=maintenance_work_mem, parallel_workers=parallel_workers
         )
         return
-    await connection.execute(
-        "SELECT set_config('maintenance_work_mem', $1, false), "
-        "set_config('max_parallel_maintenance_workers', $2, false)",
-        maintenance_work_mem,
-        str(parallel_workers),
-    )
+    await bulk.set_build_settings(connection, maintenance_work_mem, parallel_workers, local=False)
     try:
         await connection.execute(
             f"REINDEX INDEX CONCURRENTLY {VECTOR_INDEX}",  # a constant

@@ -199,3 +199,11 @@ async def test_the_commands(
     assert await connection.fetchval(INDEX_OID, VECTOR_INDEX) != rebuilt
     assert await hnsw_ids(connection) == set(kept)
     assert np.isfinite(float(purge.stdout.split("index in ")[1].split(" s")[0]))
+
+    after_full = await connection.fetchval(INDEX_OID, VECTOR_INDEX)
+    await store(db, 50, seed=12, days_ago=200)
+    skipped = run_cli(database_url, "retention", "--keep-days", "90", "--no-reclaim")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "Deleted 50 executions" in skipped.stdout and "vacuumed" not in skipped.stdout
+    assert await connection.fetchval(INDEX_OID, VECTOR_INDEX) == after_full  # not rebuilt
+    assert await hnsw_ids(connection) == set(kept)
