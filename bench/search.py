@@ -182,18 +182,11 @@ async def run_level(
             level["exact_plans"] = {
                 c: await exact_pg_plan(connection, c, queries[0]) for c in CASES
             }
-            matrix = columns.matrix()
-            numpy_exact = NumpyExact(columns, matrix, now())
-            duck = Duck(columns, matrix)
-            level["duckdb"] = duck.version
-            log(f"[{rows:,}] baselines: PostgreSQL exact, NumPy, DuckDB")
-            measured, agreement = await search_cases.baselines(
-                connection, numpy_exact, duck, queries, exact, calls=args.calls, budget=args.budget
-            )
-            level["baselines"] = report.measured(measured)
-            level["agreement"] = agreement
-            save()
+            # The API is timed before the baselines build their copies of the data (1.5 GB
+            # of vectors at a million rows): right after building such copies in the same
+            # process, the API's p50 was 1-2 ms higher for a while (a scratch run at 1M).
             dbs = {p: search_cases.open_db(url, queries) for p in precisions}
+            duck: Duck | None = None
             for db in dbs.values():
                 await db.initialize()
             try:
@@ -204,6 +197,23 @@ async def run_level(
                 level["api"] = report.measured(
                     await search_cases.api_latency(dbs, names, calls=args.calls, budget=60)
                 )
+                matrix = columns.matrix()
+                numpy_exact = NumpyExact(columns, matrix, now())
+                duck = Duck(columns, matrix)
+                level["duckdb"] = duck.version
+                log(f"[{rows:,}] baselines: PostgreSQL exact, NumPy, DuckDB")
+                measured, agreement = await search_cases.baselines(
+                    connection,
+                    numpy_exact,
+                    duck,
+                    queries,
+                    exact,
+                    calls=args.calls,
+                    budget=args.budget,
+                )
+                level["baselines"] = report.measured(measured)
+                level["agreement"] = agreement
+                save()
                 level["tier"] = report.measured(
                     await search_cases.tier_aggregates(
                         dbs[library_precision],
@@ -216,7 +226,8 @@ async def run_level(
             finally:
                 for db in dbs.values():
                     await db.close()
-                duck.close()
+                if duck is not None:
+                    duck.close()
             if args.sweep_calls:
                 log(f"[{rows:,}] ef_search x candidates sweep")
                 level["sweep"] = await search_cases.sweep(

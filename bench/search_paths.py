@@ -60,7 +60,7 @@ async def measure(
         async with open_db(url, queries) as db, db.connection() as c:
             point["estimate"] = await _estimate(c, point)
             point["exact_max_rows"] = search.exact_max_rows(
-                library, await search.TableSize().rows(c)
+                library, await search.PlannerEstimates().table_rows(c)
             )
         point["library_path"] = "exact" if point["estimate"] <= point["exact_max_rows"] else "hnsw"
     return points
@@ -84,5 +84,5 @@ async def _timed(
 
 
 async def _estimate(connection: asyncpg.Connection, point: dict[str, Any]) -> float:
-    filters = search._FILTERS[(point["days_back"] is not None, True)]
-    return await search._estimate_rows(connection, filters, point["days_back"], point["repo"])
+    estimates = search.PlannerEstimates()
+    return await estimates.passing_rows(connection, point["days_back"], point["repo"])

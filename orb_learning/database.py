@@ -82,7 +82,7 @@ class LearningDatabase:
             max_scan_tuples=self.settings.max_scan_tuples,
             exact_search_max_rows=self.settings.exact_search_max_rows,
         )
-        self._table_size = search.TableSize()
+        self._estimates = search.PlannerEstimates()
         self._lock = asyncio.Lock()
         self._refreshers: list[refresh.ViewRefresher] = []
 
@@ -283,7 +283,7 @@ class LearningDatabase:
                 days_back=days_back,
                 threshold=minimum,
                 tuning=self._tuning,
-                table=self._table_size,
+                estimates=self._estimates,
             )
 
     async def get_tier_performance(

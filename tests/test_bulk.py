@@ -176,17 +176,34 @@ def test_the_exact_path_threshold_grows_with_the_table() -> None:
     assert search.exact_max_rows(fixed, 1_000_000) == 10
 
 
-async def test_the_table_size_is_read_at_most_once_a_ttl(
+async def test_planner_estimates_are_read_at_most_once_a_ttl(
     db: LearningDatabase, connection: asyncpg.Connection
 ) -> None:
+    """The table's rows and each filter's estimate: read once, then kept for the ttl."""
     await bulk.bulk_load(db, batches(300, 300), maintenance_work_mem="64MB")  # ANALYZEs
-    cached, fresh = search.TableSize(ttl=3600), search.TableSize(ttl=0)
-    assert await cached.rows(connection) == await fresh.rows(connection) == 300
+    cached, fresh = search.PlannerEstimates(ttl=3600), search.PlannerEstimates(ttl=0)
+    assert await cached.table_rows(connection) == await fresh.table_rows(connection) == 300
+    before = await cached.passing_rows(connection, None, "mahavishnu")
+    assert before == await fresh.passing_rows(connection, None, "mahavishnu") > 0
     records, vectors = batches(200, 200, seed=1)[0]
     await db.store_executions(records, embeddings=vectors)
     await connection.execute("ANALYZE executions")
-    assert await cached.rows(connection) == 300
-    assert await fresh.rows(connection) == 500
+    assert await cached.table_rows(connection) == 300
+    assert await fresh.table_rows(connection) == 500
+    assert await cached.passing_rows(connection, None, "mahavishnu") == before
+    assert await fresh.passing_rows(connection, None, "mahavishnu") > before
+    assert await fresh.passing_rows(connection, 7, "no such repo") <= 1  # the planner's floor
+
+
+async def test_planner_estimates_keep_the_last_filters_asked_for(
+    connection: asyncpg.Connection,
+) -> None:
+    estimates = search.PlannerEstimates(max_filters=2)
+    await estimates.table_rows(connection)
+    for repo in ("a", "b", "a", "c"):
+        await estimates.passing_rows(connection, None, repo)
+    await estimates.table_rows(connection)
+    assert list(estimates._read) == [(None, "a"), (None, "c"), "table"]
 
 
 def test_ef_search_grows_with_the_graph_within_pgvector_bounds() -> None:

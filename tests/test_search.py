@@ -214,7 +214,7 @@ async def test_a_scan_that_runs_out_is_answered_by_the_exact_path(
         sql = search._hnsw_sql(search._FILTERS[(False, True)])
         async with connection.transaction():
             await connection.execute("SET LOCAL enable_sort = off")
-            await search._configure_hnsw(connection, 40, tuning)
+            await search._configure(connection, 40, tuning)
             plan = await connection.fetch(*search._compile("EXPLAIN " + sql, values))
             rows = await connection.fetch(*search._compile(sql, values))
         assert "idx_executions_embedding_hnsw" in "\n".join(r[0] for r in plan)
@@ -253,3 +253,62 @@ async def test_search_plans_use_the_intended_path(
     )
     for filters in search._FILTERS.values():
         assert "idx_executions_embedding_hnsw" not in await plan(search._exact_sql(filters))
+
+
+async def test_a_search_leaves_no_setting_on_the_pooled_connection(
+    database_url: str, embedder: Any
+) -> None:
+    """The search's settings are made for the session (no transaction, fewer round trips);
+    the pool's reset on release must undo them before SQL of the user's own runs."""
+    settings = ("plan_cache_mode", "hnsw.ef_search", "hnsw.iterative_scan", "hnsw.max_scan_tuples")
+    show = "SELECT " + ", ".join(f"current_setting('{s}', true)" for s in settings)
+    async with LearningDatabase(
+        database_url, embedder=embedder, pool_size=1, exact_search_max_rows=0
+    ) as db:
+        await _load_random(db, 300, rare_every=3)
+        async with db.connection() as c:
+            await c.execute("LOAD 'vector'")  # the hnsw.* settings exist in this session
+            before = tuple(await c.fetchrow(show))
+        for repo in (None, "rare"):
+            assert await db.find_similar_executions("task 3", repo=repo, threshold=-1.0)
+            async with db.connection() as c:
+                assert tuple(await c.fetchrow(show)) == before
+    assert before == ("auto", "40", "off", "20000")
+
+
+async def test_the_hnsw_answer_is_the_nearest_of_all_its_candidates(
+    database_url: str, embedder: Any, connection: asyncpg.Connection
+) -> None:
+    """Relaxed order yields candidates only roughly sorted (here: a short candidate list
+    and a filter passing a tenth of the rows, so the scan goes on in many batches). The
+    answer must be the nearest of *all* of them: a re-rank the planner believes presorted
+    (PostgreSQL 17+ keeps a materialized CTE's sort order) would stop at the first ten."""
+    from orb_learning import search
+
+    name = await connection.fetchval("SELECT current_database()")
+    await connection.execute(f'ALTER DATABASE "{name}" SET enable_sort = off')  # see above
+    settings = {"exact_search_max_rows": 0, "ef_search": 1}  # the 40 candidates asked for
+    async with LearningDatabase(database_url, embedder=embedder, **settings) as db:
+        await _load_random(db, 3000, rare_every=10)
+        await connection.execute("ANALYZE executions")
+        await connection.execute("SET enable_sort = off")  # the ALTER is for new sessions
+        await search._configure(connection, 40, db._tuning)
+        unsorted = 0
+        for i in range(20):
+            text = f"task {i}"
+            query = (await db.embed([text]))[0]
+            values = {"query": query, "repo": "rare", "candidates": 40}
+            scan = search._compile(
+                "SELECT task_id, 1 - (embedding <=> :query) AS similarity FROM executions "
+                "WHERE repo = :repo ORDER BY embedding <=> :query LIMIT :candidates",
+                values,
+            )
+            plan = await connection.fetch("EXPLAIN " + scan[0], *scan[1:])
+            assert "idx_executions_embedding_hnsw" in "\n".join(r[0] for r in plan)
+            candidates = await connection.fetch(*scan)
+            order = [(-r["similarity"], r["task_id"]) for r in candidates]
+            unsorted += order != sorted(order)
+            want = [task_id for _, task_id in sorted(order)[:10]]
+            got = await db.find_similar_executions(text, repo="rare", threshold=-1.0)
+            assert [r["task_id"] for r in got] == want
+        assert unsorted > 0  # the case this test is about did occur
