@@ -1,6 +1,7 @@
 """Semantic search: the executions nearest a query embedding, by cosine similarity.
 
-Two paths, chosen per query from the planner's row estimate for the repo and time filters:
+Two paths, chosen per query from the planner's row estimate for the repo and time filters
+(read at most once a minute per filter, :class:`PlannerEstimates`):
 
 * **exact**: when few rows pass the filters (a rare repo, a short window, a small table),
   they are read through the btree indexes and every one is compared: perfect recall, and
@@ -17,8 +18,8 @@ Two paths, chosen per query from the planner's row estimate for the repo and tim
   table beyond 100,000: a filtered search walks the whole graph too (at a million rows, with
   the list sized for the rows a filter let through, filters passing 2-10% of the rows
   recalled 0.89-0.95). It yields ``candidates_per_result * k`` candidates,
-  which are put back in exact distance order (relaxed order returns them only roughly
-  sorted) and cut to ``k``. The threshold is applied *outside* that scan (a MATERIALIZED
+  which are all put back in exact similarity order (relaxed order returns them only
+  roughly sorted) and cut to ``k``. The threshold is applied *outside* that scan (a MATERIALIZED
   CTE): a query whose answer is empty stops after the candidates instead of scanning on.
   If the scan ran out first (``hnsw.max_scan_tuples`` reached before enough rows passed a
   sparse filter) and the answer is short of ``k``, the query is answered again by the

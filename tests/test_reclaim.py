@@ -52,8 +52,13 @@ def test_the_rebuild_is_chosen_from_the_deleted_share_and_the_memory() -> None:
     gb = 2**30
     fits = {"index_bytes": int(1.17 * gb), "memory_bytes": 2 * gb}  # 1M rows, 2GB
     assert not reclaim.should_rebuild(0, 1_000_000, **fits)
-    assert not reclaim.should_rebuild(9_999, 1_000_000, **fits)
-    assert reclaim.should_rebuild(10_000, 1_000_000, **fits)
+    assert not reclaim.should_rebuild(5_000, 1_000_000, **fits)
+    assert reclaim.should_rebuild(6_000, 1_000_000, **fits)
+    assert reclaim.should_rebuild(10_000, 1_010_000, **fits)  # VACUUM alone took 851 s
+    assert not reclaim.should_rebuild(999, 100_000, **fits)
+    assert reclaim.should_rebuild(1_000, 100_000, **fits)
+    assert reclaim.rebuild_fraction(1_000) == reclaim.rebuild_fraction(100_000) == 0.01
+    assert reclaim.rebuild_fraction(1_000_000) == pytest.approx(0.00562, abs=1e-5)
     assert reclaim.should_rebuild(5, 0, index_bytes=0, memory_bytes=gb)  # never analyzed
     spills = {"index_bytes": 10 * gb, "memory_bytes": 2 * gb}  # 9M rows
     assert not reclaim.should_rebuild(100_000, 9_000_000, **spills)
