@@ -151,8 +151,8 @@ def sweep_table(level: dict[str, Any]) -> Table:
         title=f"HNSW path tuning at {level['rows']:,} rows (recall@10 and p50 ms)",
         note="Candidates per result: the HNSW path fetches k x this many, sorts them by "
         "exact distance and keeps k. Points are fixed ef_search values; the library "
-        "uses 100, doubled (half-precision distances), scaled by sqrt(rows passing the "
-        "filters / 100,000) above 100,000 rows (at most 1,000), 4 per result.",
+        "uses 100, doubled (half-precision distances), scaled by sqrt(table rows / "
+        "100,000) above 100,000 rows (at most 1,000), 4 per result.",
     )
     for point in level.get("sweep", []):
         t.add(
@@ -235,8 +235,10 @@ def churn_table(level: dict[str, Any]) -> Table:
         f"{rebuild}VACUUM ({churn['vacuum_seconds']:.1f} s)",
         note="Recall after: against a new exact search of the rows as they are after the "
         "cycle. After the deletes, the library's own step (orb_learning.reclaim, retention's "
-        "last): a concurrent rebuild of the HNSW index when 1% of the rows or more went."
-        + _churn_run(churn),
+        "last): a concurrent rebuild of the HNSW index when enough of the rows went (1% "
+        "of them up to commit 564eba4; since a83bc6e, 1% up to 100,000 rows and less beyond: "
+        "0.56% at a million), then VACUUM; the index was "
+        f"{'' if churn.get('rebuilt_index') else 'not '}rebuilt here." + _churn_run(churn),
     )
     for case in CASES:
         before = churn.get("recall_before", level["recall"][precision])[case]["recall_at_10"]
