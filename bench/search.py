@@ -183,8 +183,10 @@ async def run_level(
                 c: await exact_pg_plan(connection, c, queries[0]) for c in CASES
             }
             # The API is timed before the baselines build their copies of the data (1.5 GB
-            # of vectors at a million rows): right after building such copies in the same
-            # process, the API's p50 was 1-2 ms higher for a while (a scratch run at 1M).
+            # of vectors at a million rows): in one scratch run at 1M, building such copies
+            # in the same process raised the API's p50 by 1-2 ms for a while. It did not
+            # make the phase after the load fast: at 100,000 rows it took 2.7-3.9 ms in
+            # this order too, with this process idle (README, Performance: not settled).
             dbs = {p: search_cases.open_db(url, queries) for p in precisions}
             duck: Duck | None = None
             for db in dbs.values():
