@@ -29,7 +29,7 @@ import asyncpg
 from bench import machine, report, search_cases, search_paths, search_report, server
 from bench.search_baselines import Duck, NumpyExact, exact_pg_plan
 from bench.search_data import CASES, Columns, Generator, now
-from bench.timing import Latency, log, timed
+from bench.timing import Latency, log, reference_call, timed
 from orb_learning import bulk, schema
 from orb_learning.codecs import init_connection
 
@@ -135,6 +135,7 @@ async def run_level(
     async with server.level_database(server_url, rows, keep=args.keep) as url:
         connection = await asyncpg.connect(url)
         await init_connection(connection)
+        reference = reference_call(connection)
         try:
             library_precision = await search_cases.library_index(connection)
             level["library_index"] = library_precision
@@ -197,7 +198,9 @@ async def run_level(
                     p: await search_cases.recall(db, names, exact) for p, db in dbs.items()
                 }
                 level["api"] = report.measured(
-                    await search_cases.api_latency(dbs, names, calls=args.calls, budget=60)
+                    await search_cases.api_latency(
+                        dbs, names, calls=args.calls, budget=60, reference=reference
+                    )
                 )
                 matrix = columns.matrix()
                 numpy_exact = NumpyExact(columns, matrix, now())
@@ -233,7 +236,13 @@ async def run_level(
             if args.sweep_calls:
                 log(f"[{rows:,}] ef_search x candidates sweep")
                 level["sweep"] = await search_cases.sweep(
-                    url, names, queries, exact, precisions, calls=args.sweep_calls
+                    url,
+                    names,
+                    queries,
+                    exact,
+                    precisions,
+                    calls=args.sweep_calls,
+                    reference=reference,
                 )
                 log(f"[{rows:,}] exact path against HNSW path, by rows passing the filter")
                 level["paths"] = await search_paths.measure(
@@ -275,7 +284,11 @@ async def run_level(
                     churned["recall"] = await search_cases.recall(db, names, exact_after)
                     churned["api"] = report.measured(
                         await search_cases.api_latency(
-                            {library_precision: db}, names, calls=args.calls, budget=60
+                            {library_precision: db},
+                            names,
+                            calls=args.calls,
+                            budget=60,
+                            reference=reference_call(connection),
                         )
                     )
                     level["churn"] = churned

@@ -17,7 +17,7 @@ from orb_learning.search import SearchTuning
 from . import report
 from .search_baselines import Duck, NumpyExact, exact_pg, sync
 from .search_data import CASES, QueryEmbedder, now
-from .timing import Measured, round_robin, timed
+from .timing import REFERENCE, Call, Measured, round_robin, timed
 
 SWEEP = ((40, 1), (100, 1), (40, 4), (100, 4), (200, 4), (400, 4), (800, 4))
 """(ef_search, candidates per result) points of the sweep."""
@@ -141,14 +141,20 @@ async def baselines(
 
 
 async def api_latency(
-    dbs: dict[str, LearningDatabase], names: list[str], *, calls: int, budget: float
+    dbs: dict[str, LearningDatabase],
+    names: list[str],
+    *,
+    calls: int,
+    budget: float,
+    reference: Call,
 ) -> Measured:
+    """The three cases through the API, with the machine's reference in the same rounds."""
     cases = {
         f"{variant} / {case}": search_call(db, case, names)
         for variant, db in dbs.items()
         for case in CASES
     }
-    return await round_robin(cases, calls=calls, budget_seconds=budget)
+    return await round_robin(cases | {REFERENCE: reference}, calls=calls, budget_seconds=budget)
 
 
 async def sweep(
@@ -159,8 +165,10 @@ async def sweep(
     precisions: list[str],
     *,
     calls: int,
+    reference: Call,
 ) -> list[dict[str, Any]]:
-    """Recall and p50 for ef_search x candidates per result, on the HNSW cases."""
+    """Recall and p50 for ef_search x candidates per result, on the HNSW cases (the
+    machine's reference timed in the same rounds)."""
     hnsw_cases = ("unfiltered", "frequent repo")
     out = []
     for precision in precisions:
@@ -174,7 +182,8 @@ async def sweep(
             async with open_db(url, queries, tuning) as db:
                 quality = await recall(db, names, exact, hnsw_cases)
                 measured = await round_robin(
-                    {case: search_call(db, case, names) for case in hnsw_cases},
+                    {case: search_call(db, case, names) for case in hnsw_cases}
+                    | {REFERENCE: reference},
                     calls=calls,
                     warmup=5,
                 )

@@ -6,6 +6,7 @@ from typing import Any
 
 from .search_data import CASES
 from .tables import Table, ms, p50_p95, ratio, size
+from .timing import REFERENCE, REFERENCE_SQL
 
 PROJECTED_SIMILAR = {1_000: 5.0, 100_000: 50.0, 1_000_000: 200.0}
 PROJECTED_TIER = {1_000: 5.0, 100_000: 10.0, 1_000_000: 20.0}
@@ -32,6 +33,14 @@ def _ratio(baseline: dict[str, float] | None, ours: dict[str, float] | None) -> 
     return ratio(baseline["p50"] / ours["p50"])
 
 
+def _reference(latencies: dict[str, Any] | None) -> str:
+    """The machine reference's p50 in these rounds, for a table's note ('' in older runs)."""
+    ref = (latencies or {}).get(REFERENCE)
+    if not ref:
+        return ""
+    return f" Machine reference in the same rounds ({REFERENCE_SQL}): {ms(ref['p50'])} ms p50."
+
+
 def _recall(value: float | None) -> str:
     return "n/a (empty)" if value is None else f"{value:.3f}"
 
@@ -53,7 +62,8 @@ def search_table(level: dict[str, Any]) -> Table:
         title=f"find_similar_executions at {rows:,} rows ({level['embeddings']})",
         note="Ratios: the baseline's p50 divided by the API's (higher: the API is faster). "
         f"Projection: the first version's {ms(PROJECTED_SIMILAR.get(rows, 0))} ms. "
-        f"The library's index: {level['library_index']}.",
+        f"The library's index: {level['library_index']}."
+        + _reference(level.get("api", {}).get("latency_ms")),
     )
     projected = _projection(PROJECTED_SIMILAR, rows)
     for precision, recall in level.get("recall", {}).items():
@@ -147,12 +157,14 @@ def sweep_table(level: dict[str, Any]) -> Table:
             "recall freq.",
             "p50 unf.",
             "p50 freq.",
+            "reference p50",
         ],
         title=f"HNSW path tuning at {level['rows']:,} rows (recall@10 and p50 ms)",
         note="Candidates per result: the HNSW path fetches k x this many, sorts them by "
         "exact distance and keeps k. Points are fixed ef_search values; the library "
         "uses 100, doubled (half-precision distances), scaled by sqrt(table rows / "
-        "100,000) above 100,000 rows (at most 1,000), 4 per result.",
+        "100,000) above 100,000 rows (at most 1,000), 4 per result. Reference: the machine "
+        f"reference ({REFERENCE_SQL}) timed in the same rounds as each point.",
     )
     for point in level.get("sweep", []):
         t.add(
@@ -163,6 +175,7 @@ def sweep_table(level: dict[str, Any]) -> Table:
             _recall(point["recall"]["frequent repo"]),
             ms(point["latency"]["unfiltered"]["p50"]),
             ms(point["latency"]["frequent repo"]["p50"]),
+            ms(x["p50"]) if (x := point["latency"].get(REFERENCE)) else "-",
         )
     return t
 
@@ -238,7 +251,9 @@ def churn_table(level: dict[str, Any]) -> Table:
         "last): a concurrent rebuild of the HNSW index when enough of the rows went (1% "
         "of them up to commit 564eba4; since a83bc6e, 1% up to 100,000 rows and less beyond: "
         "0.56% at a million), then VACUUM; the index was "
-        f"{'' if churn.get('rebuilt_index') else 'not '}rebuilt here." + _churn_run(churn),
+        f"{'' if churn.get('rebuilt_index') else 'not '}rebuilt here."
+        + _churn_run(churn)
+        + _reference(churn["api"]["latency_ms"]),
     )
     for case in CASES:
         before = churn.get("recall_before", level["recall"][precision])[case]["recall_at_10"]
@@ -349,8 +364,11 @@ def headline(results: dict[str, Any]) -> Table:
             "ingest rows/s",
             "bulk load s",
             "load average",
+            "reference p50 ms",
         ],
         title="Headline: find_similar_executions through the API, library defaults",
+        note=f"Reference: {REFERENCE_SQL}, timed in the same rounds as the searches; it "
+        "shows how fast the machine was while they ran.",
     )
     for level in results["levels"]:
         if not all(level.get(k) for k in ("api", "recall", "sizes_library", "ingest")):
@@ -372,6 +390,7 @@ def headline(results: dict[str, Any]) -> Table:
             f"{level['ingest']['batch']['rows_per_second']:,.0f}",
             f"{level['bulk_load']['total_seconds']:.0f}",
             f"{level['api']['loadavg'][0]:.1f}",
+            ms(x["p50"]) if (x := _lat(level, "api", REFERENCE)) else "-",
         )
     return t
 

@@ -17,6 +17,21 @@ from typing import Any
 
 Call = Callable[[], Awaitable[Any]]
 SLOW_MS = 100.0
+REFERENCE = "reference"
+REFERENCE_SQL = "SELECT sum(i) FROM generate_series(1, 20000) AS i"
+"""A fixed piece of server work, timed in the same rounds as the searches. This host's
+speed drifts by up to 2x over minutes (the same searches on the same cached data took
+6.2 ms p50 at one moment and 10.3 ms seven minutes later, the reference moving with
+them), so each phase's p50 is read next to its reference's."""
+
+
+def reference_call(connection: Any) -> Call:
+    """The reference on ``connection`` (an asyncpg connection of its own)."""
+
+    async def call() -> Any:
+        return await connection.fetchval(REFERENCE_SQL)
+
+    return call
 
 
 @dataclass(frozen=True)
