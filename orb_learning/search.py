@@ -17,7 +17,7 @@ Two paths, chosen per query from the planner's row estimate for the repo and tim
   enough are found, and an ``ef_search`` that grows with the square root of the rows in the
   table beyond 100,000: a filtered search walks the whole graph too (at a million rows,
   filters passing 2-10% of the rows recalled 0.89-0.95 with the list sized for the rows
-  they let through, 0.986-0.992 now). It yields ``candidates_per_result * k`` candidates,
+  they let through, 0.974-0.992 now). It yields ``candidates_per_result * k`` candidates,
   which are all put back in exact similarity order (relaxed order returns them only
   roughly sorted) and cut to ``k``. The threshold is applied *outside* that scan (a
   MATERIALIZED CTE): a query whose answer is empty stops after the candidates instead of
