@@ -215,6 +215,7 @@ async def run_level(
                     exact,
                     calls=args.calls,
                     budget=args.budget,
+                    reference=reference,
                 )
                 level["baselines"] = report.measured(measured)
                 level["agreement"] = agreement

@@ -101,9 +101,11 @@ async def baselines(
     *,
     calls: int,
     budget: float,
+    reference: Call,
 ) -> tuple[Measured, dict[str, Any]]:
-    """PostgreSQL exact, NumPy and DuckDB top 10, timed in the same rounds; their answers
-    compared with PostgreSQL's exact ids."""
+    """PostgreSQL exact, NumPy and DuckDB top 10, timed in the same rounds (with the
+    machine's reference, to read the API's ratios to them); their answers compared with
+    PostgreSQL's exact ids."""
     at = now()
     cases: dict[str, Any] = {}
     agreement: dict[str, Any] = {}
@@ -136,7 +138,7 @@ async def baselines(
             "queries": len(queries),
             "rows_passing_filters": numpy_exact.rows(case),
         }
-    measured = await round_robin(cases, calls=calls, budget_seconds=budget)
+    measured = await round_robin(cases | {REFERENCE: reference}, calls=calls, budget_seconds=budget)
     return measured, agreement
 
 

@@ -90,7 +90,7 @@ def baseline_table(level: dict[str, Any]) -> Table:
         note="PostgreSQL exact: index scans off (plans: "
         + "; ".join(f"{c}: {p}" for c, p in level.get("exact_plans", {}).items())
         + f"). DuckDB {level.get('duckdb', '?')}: array_cosine_similarity on FLOAT[384], "
-        "in memory.",
+        "in memory." + _reference(level.get("baselines", {}).get("latency_ms")),
     )
     for case in CASES:
         agreement = level["agreement"][case]
