@@ -99,7 +99,7 @@ def rebuild_fraction(table_rows: float) -> float:
     """The deleted share from which a rebuild beats VACUUM: VACUUM's repair grows costlier
     than the build as the graph grows (measured at 100,000 and 1,000,000 rows)."""
     scale = REFERENCE_ROWS / max(float(table_rows), REFERENCE_ROWS)
-    return REBUILD_FRACTION * math.sqrt(math.sqrt(scale))
+    return REBUILD_FRACTION * math.pow(scale, 0.25)
 
 
 async def after_delete(

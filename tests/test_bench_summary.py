@@ -46,3 +46,22 @@ def test_the_committed_page_quotes_the_committed_reports() -> None:
     markdown, _ = summary.render()
     assert "(not measured yet:" not in markdown
     assert markdown == (summary.BENCH_DIR / "RESULTS.md").read_text()
+
+
+def test_the_search_report_gives_the_machine_reference_next_to_the_searches() -> None:
+    import json
+
+    from bench import search_report
+    from bench.timing import REFERENCE_SQL
+
+    def report(path: Path) -> str:
+        return search_report.markdown(json.loads(path.read_text()))
+
+    measured = report(summary.BENCH_DIR / "search.json")
+    headline = search_report.headline(json.loads((summary.BENCH_DIR / "search.json").read_text()))
+    assert headline.headers[-1] == "reference p50 ms"
+    assert all(row[-1] != "-" for row in headline.rows)  # every level timed it
+    assert f"Machine reference in the same rounds ({REFERENCE_SQL})" in measured
+    older = report(summary.BENCH_DIR / "history" / "search-564eba4" / "search.json")
+    assert "Machine reference in the same rounds" not in older  # not measured then
+    assert "| - |" in older  # the headline's reference column: a dash
