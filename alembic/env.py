@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from orb_learning.config import server_settings, sqlalchemy_url
+from orb_learning.dsn import server_settings, sqlalchemy_url
+from orb_learning.routines import MIGRATION_LOCK_KEY
 from orb_learning.schema import metadata
 
 config = context.config
@@ -53,10 +57,41 @@ def _configure(connection: Connection) -> None:
     )
 
 
+@contextmanager
+def _one_migrator_at_a_time(connection: Connection) -> Iterator[None]:
+    """An advisory lock around the migrations: a second ``alembic upgrade`` (another replica
+    starting) waits for the first to commit, then finds the database at head. Without it,
+    two upgrades of an empty database raced to create the same types (``duplicate key
+    value violates unique constraint "pg_type_typname_nsp_index"``)."""
+    key = {"key": MIGRATION_LOCK_KEY}
+    if connection.in_transaction():
+        # orb_learning.migrations runs everything in one transaction it commits afterwards:
+        # a transaction lock is released exactly then.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), key)
+        yield
+        return
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+    connection.commit()  # the session lock outlives it; Alembic starts clean
+    try:
+        yield
+    except BaseException:
+        # The connection may be unusable: the lock then ends with the session, which the
+        # engine closes right after.
+        with suppress(Exception):
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+            connection.commit()
+        raise
+    connection.commit()  # what the migrations left open, then let the next one in
+    connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+    connection.commit()
+
+
 def _run_sync(connection: Connection) -> None:
-    _configure(connection)
-    with context.begin_transaction():
-        context.run_migrations()
+    with _one_migrator_at_a_time(connection):
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 async def _run_async() -> None:

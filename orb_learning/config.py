@@ -9,17 +9,27 @@ under ``data/learning/``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .dsn import asyncpg_dsn, normalize, redact, server_settings, sqlalchemy_url
 from .embeddings.backends import DEFAULT_BACKEND, resolve_backend
 from .errors import ConfigurationError
 
+__all__ = [  # the connection-string helpers live in .dsn; named here as before
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_EMBEDDING_MODEL",
+    "EMBEDDING_DIMENSION",
+    "ENV_PREFIX",
+    "Settings",
+    "asyncpg_dsn",
+    "redact",
+    "server_settings",
+    "sqlalchemy_url",
+]
+
 ENV_PREFIX = "ORB_LEARNING_"
-_PASSWORD_PARAMETER = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 DEFAULT_DATA_DIR = Path("data/learning")
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 EMBEDDING_DIMENSION = 384
@@ -31,7 +41,9 @@ class Settings:
     """How a :class:`~orb_learning.LearningDatabase` connects and searches.
 
     Attributes:
-        dsn: PostgreSQL URL of an external server (``postgresql://user@host/db``).
+        dsn: connection string of an external server: a URL
+            (``postgresql://user@host/db``) or libpq key/value pairs (``host=db
+            dbname=orb user=app``), kept as the equivalent URL (see :mod:`orb_learning.dsn`).
             ``ORB_LEARNING_DATABASE_URL``. ``None`` means an embedded server.
         data_dir: data directory of the embedded server (default ``data/learning``).
         embedding_model: model name or local path (``ORB_LEARNING_EMBEDDING_MODEL``,
@@ -59,6 +71,10 @@ class Settings:
         watermark_lag: a refresh materializes the rows stamped before ``now() - lag``;
             later ones stay in the live tail (default 1 minute: batched telemetry often
             commits a little after the instant it describes).
+        redact_secrets: replace well-known secret shapes (cloud keys, tokens, JWTs,
+            credentials, private keys, passwords in URLs) in every stored text by typed
+            placeholders before embedding and storage (``ORB_LEARNING_REDACT_SECRETS``,
+            default on; ``0``/``false`` turns it off). See :mod:`orb_learning.redaction`.
     """
 
     dsn: str | None = None
@@ -75,6 +91,7 @@ class Settings:
     query_cache_size: int = 1_024
     preload_model: bool = True
     watermark_lag: timedelta = timedelta(minutes=1)
+    redact_secrets: bool = True
 
     def __post_init__(self) -> None:
         if self.pool_size < 1 or self.min_pool_size < 0 or self.min_pool_size > self.pool_size:
@@ -85,7 +102,7 @@ class Settings:
         if not 1 <= self.ef_search <= 1000:
             raise ConfigurationError(f"ef_search must be in 1..1000 (got {self.ef_search})")
         if self.dsn is not None:
-            validate_dsn(self.dsn)
+            object.__setattr__(self, "dsn", normalize(self.dsn))
         resolve_backend(self.embedding_backend)  # an unknown name fails here, not at load
 
     @property
@@ -117,7 +134,18 @@ class Settings:
             overrides["embedding_backend"] = resolve_backend(None)
         if "pool_size" not in overrides and env.get(f"{ENV_PREFIX}POOL_SIZE"):
             overrides["pool_size"] = _int_env("POOL_SIZE")
+        if "redact_secrets" not in overrides and env.get(f"{ENV_PREFIX}REDACT_SECRETS"):
+            overrides["redact_secrets"] = _bool_env("REDACT_SECRETS")
         return cls(dsn=dsn, data_dir=data_dir, embedding_model=model, **overrides)  # type: ignore[arg-type]
+
+
+def _bool_env(name: str) -> bool:
+    raw = os.environ[ENV_PREFIX + name].strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{ENV_PREFIX}{name} must be 1/true/yes/on or 0/false/no/off")
 
 
 def _int_env(name: str) -> int:
@@ -126,53 +154,3 @@ def _int_env(name: str) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"{ENV_PREFIX}{name} must be an integer (got {raw!r})") from None
-
-
-def validate_dsn(dsn: str) -> None:
-    """Reject what is clearly not a PostgreSQL URL, with the fix in the message."""
-    expected = "expected postgresql://user:password@host:port/db"
-    parts = urlsplit(dsn)
-    if parts.scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
-        raise ConfigurationError(f"not a PostgreSQL URL: {redact(dsn)!r}; {expected}")
-    try:
-        parts.port  # noqa: B018  (parsing it is the check)
-    except ValueError:
-        raise ConfigurationError(f"invalid port in {redact(dsn)!r}; {expected}") from None
-
-
-def asyncpg_dsn(dsn: str) -> str:
-    """The URL as asyncpg wants it (no ``+driver`` suffix)."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(scheme="postgresql"))
-
-
-_CONNECTION_PARAMETERS = frozenset(
-    {"host", "port", "user", "password", "dbname", "database", "passfile", "service",
-     "servicefile", "ssl", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl",
-     "sslpassword", "ssl_min_protocol_version", "ssl_max_protocol_version",
-     "target_session_attrs", "krbsrvname", "gsslib", "direct_tls"}
-)  # fmt: skip
-
-
-def sqlalchemy_url(dsn: str) -> str:
-    """The URL as SQLAlchemy's asyncpg dialect wants it (``postgresql+asyncpg://``), without
-    the server settings of the query string (see :func:`server_settings`)."""
-    parts = urlsplit(dsn)
-    kept = [(k, v) for k, v in parse_qsl(parts.query) if k in _CONNECTION_PARAMETERS]
-    return urlunsplit(parts._replace(scheme="postgresql+asyncpg", query=urlencode(kept)))
-
-
-def server_settings(dsn: str) -> dict[str, str]:
-    """Query parameters that asyncpg sends as server settings (e.g. ``application_name``);
-    SQLAlchemy would pass them as connect() arguments, so they travel apart."""
-    query = urlsplit(dsn).query
-    return {k: v for k, v in parse_qsl(query) if k not in _CONNECTION_PARAMETERS}
-
-
-def redact(dsn: str) -> str:
-    """The URL with its password replaced by ``***``: for logs and error messages."""
-    parts = urlsplit(dsn)
-    if parts.password is not None:
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
-    query = _PASSWORD_PARAMETER.sub(r"\1***", parts.query)
-    return urlunsplit(parts._replace(query=query))

@@ -19,6 +19,7 @@ from . import (
     analytics,
     arguments,
     codecs,
+    connections,
     dead_letters,
     embedded,
     feedback,
@@ -27,22 +28,23 @@ from . import (
     search,
     store,
 )
-from .config import EMBEDDING_DIMENSION, Settings, asyncpg_dsn, redact
+from .config import EMBEDDING_DIMENSION, Settings
+from .dsn import asyncpg_dsn, redact
 from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
 from .errors import (
-    DatabaseError,
     NotInitializedError,
     is_translatable,
     translate,
 )
 from .models import ExecutionRecord, FeedbackRecord
+from .redaction import Redactor, redact_feedback, redact_record
+from .redaction import resolve as resolve_redactor
 
 if TYPE_CHECKING:
     import asyncpg
     import numpy as np
 
 logger = logging.getLogger("orb_learning")
-MAX_DAYS = arguments.MAX_DAYS_BACK
 
 
 class LearningDatabase:
@@ -52,8 +54,10 @@ class LearningDatabase:
     embedded server, so ``LearningDatabase(database_path="data/learning.db")`` of the first
     version runs unchanged), else ``ORB_LEARNING_DATABASE_URL``, else an embedded server
     under ``data/learning/``. An embedded server is migrated to head on start; an external
-    one only with ``migrate_on_start=True``. See :class:`~orb_learning.config.Settings` for
-    the other keyword arguments.
+    one only with ``migrate_on_start=True``. ``redact``: secrets in what is stored are
+    replaced by typed placeholders (default on, see :mod:`orb_learning.redaction`);
+    ``False`` turns that off, a callable (text in, text out) replaces the detector. See
+    :class:`~orb_learning.config.Settings` for the other keyword arguments.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class LearningDatabase:
         embedding_model: str | None = None,
         pool_size: int | None = None,
         embedder: Embedder | None = None,
+        redact: Redactor | bool | None = None,
         **settings: Any,
     ) -> None:
         self.settings = Settings.resolve(
@@ -74,6 +79,7 @@ class LearningDatabase:
             **settings,
         )
         self._embedder = embedder
+        self._redactor = resolve_redactor(redact, default=self.settings.redact_secrets)
         self._pool: asyncpg.Pool | None = None
         self._embeddings: AsyncEmbeddingService | None = None
         self._dsn: str | None = self.settings.dsn
@@ -170,18 +176,14 @@ class LearningDatabase:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; driver errors come out as :class:`OrbLearningError`."""
+        """A pooled connection; driver errors come out as :class:`OrbLearningError`
+        (see :func:`orb_learning.connections.pooled`)."""
         if self._pool is None:
             raise NotInitializedError(
                 "LearningDatabase not initialized: await initialize() (or use `async with`)"
             )
-        try:
-            async with self._pool.acquire() as connection:
-                yield connection
-        except Exception as exc:
-            if is_translatable(exc):
-                raise translate(exc) from exc
-            raise
+        async with connections.pooled(self._pool) as connection:
+            yield connection
 
     def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
         """A pooled connection for SQL of your own (``async with db.connection() as c``),
@@ -204,15 +206,18 @@ class LearningDatabase:
     async def store_execution(
         self, record: ExecutionRecord, *, embedding: np.ndarray | None = None
     ) -> None:
-        """Embed the task description and upsert the row (same task_id: the row is updated)."""
+        """Redact secrets, embed the task description and upsert the row (same task_id: the
+        row is updated). An ``embedding`` given for a record that held a secret is
+        recomputed from the redacted text."""
         if not isinstance(record, ExecutionRecord):
             raise TypeError(f"store_execution takes an ExecutionRecord, got {type(record)!r}")
         service = self._embedding_service()
-        if embedding is None:
-            embedding = await service.embed_query(record.embedding_text())
+        redacted = redact_record(record, self._redactor) if self._redactor else record
+        if embedding is None or redacted is not record:
+            embedding = await service.embed_query(redacted.embedding_text())
         vector = store.check_embedding(embedding, record.task_id)
         async with self._connection() as connection:
-            await store.upsert_one(connection, record, vector)
+            await store.upsert_one(connection, redacted, vector)
 
     async def store_executions(
         self,
@@ -225,33 +230,39 @@ class LearningDatabase:
 
         Records may be :class:`ExecutionRecord` or mappings (validated here). One invalid
         record fails the whole call, naming its task_id, unless ``skip_invalid`` is set:
-        then it is logged and left out. ``embeddings`` (one per record) skips the model,
+        then it is logged and left out. Secrets are redacted first (see
+        :mod:`orb_learning.redaction`). ``embeddings`` (one per record) skips the model,
         for imports of precomputed vectors. When a task_id appears twice, the later wins.
         """
         service = self._embedding_service()
-        valid, kept = store.validate_batch(records, skip_invalid=skip_invalid)
-        if not valid:
+        pairs = await store.prepare_batch(
+            records,
+            embeddings,
+            skip_invalid=skip_invalid,
+            redactor=self._redactor,
+            embed=service.embed_many,
+        )
+        if not pairs:
             return 0
-        if embeddings is None:
-            vectors = list(await service.embed_many([r.embedding_text() for r in valid]))
-        else:
-            if len(embeddings) != len(records):
-                raise ValueError(f"{len(embeddings)} embeddings given for {len(records)} records")
-            vectors = [embeddings[i] for i in kept]
-        checked = [store.check_embedding(v, r.task_id) for r, v in zip(valid, vectors, strict=True)]
         async with self._connection() as connection:
-            return await store.upsert_many(connection, store.latest_per_task(valid, checked))
+            return await store.upsert_many(connection, pairs)
 
     async def store_feedback(self, record: FeedbackRecord) -> None:
-        """Store user feedback on an execution; the latest feedback sets the execution's
-        ``user_rating`` and ``user_accepted``. Unknown task_id: :class:`UnknownExecutionError`."""
+        """Store user feedback on an execution (its comment redacted); the latest feedback
+        sets the execution's ``user_rating`` and ``user_accepted``. Unknown task_id:
+        :class:`UnknownExecutionError`."""
         if not isinstance(record, FeedbackRecord):
             raise TypeError(f"store_feedback takes a FeedbackRecord, got {type(record)!r}")
+        if self._redactor is not None:
+            record = redact_feedback(record, self._redactor)
         async with self._connection() as connection:
             await feedback.store_feedback(connection, record)
 
     async def store_dead_letters(self, letters: Sequence[dead_letters.DeadLetter]) -> int:
-        """Keep telemetry that could not become an execution in ``telemetry_dead_letters``."""
+        """Keep telemetry that could not become an execution in ``telemetry_dead_letters``
+        (its raw events redacted like records)."""
+        if self._redactor is not None:
+            letters = [dead_letters.redacted(letter, self._redactor) for letter in letters]
         async with self._connection() as connection:
             return await dead_letters.store_dead_letters(connection, letters)
 
@@ -271,8 +282,10 @@ class LearningDatabase:
         arguments.text("task_description", task_description)
         arguments.text("repo", repo, allow_none=True)
         arguments.integer("limit", limit, minimum=1)
-        arguments.integer("days_back", days_back, minimum=0, maximum=MAX_DAYS, allow_none=True)
+        window = arguments.window_or_all(days_back)
         minimum = arguments.threshold(threshold)
+        if self._redactor is not None:  # embedded as the stored descriptions were
+            task_description = self._redactor(task_description)
         query = await self._embedding_service().embed_query(task_description)
         async with self._connection() as connection:
             return await search.find_similar(
@@ -280,7 +293,7 @@ class LearningDatabase:
                 query,
                 repo=repo,
                 limit=limit,
-                days_back=days_back,
+                days_back=window,
                 threshold=minimum,
                 tuning=self._tuning,
                 estimates=self._estimates,
@@ -292,10 +305,10 @@ class LearningDatabase:
         """Per model tier and task type over the last ``days_back`` UTC days. ``fresh``
         adds the rows stored since the last refresh (see :mod:`orb_learning.analytics`)."""
         arguments.text("repo", repo, allow_none=True)
-        arguments.integer("days_back", days_back, minimum=0, maximum=MAX_DAYS)
+        window = arguments.days_back(days_back)
         async with self._connection() as connection:
             return await analytics.tier_performance(
-                connection, repo=repo, days_back=days_back, fresh=bool(fresh)
+                connection, repo=repo, days_back=window, fresh=bool(fresh)
             )
 
     async def get_pool_performance(
@@ -303,10 +316,10 @@ class LearningDatabase:
     ) -> list[dict[str, Any]]:
         """Per worker pool over the last ``days_back`` days (whole UTC hours)."""
         arguments.text("repo", repo, allow_none=True)
-        arguments.integer("days_back", days_back, minimum=0, maximum=MAX_DAYS)
+        window = arguments.days_back(days_back)
         async with self._connection() as connection:
             return await analytics.pool_performance(
-                connection, repo=repo, days_back=days_back, fresh=bool(fresh)
+                connection, repo=repo, days_back=window, fresh=bool(fresh)
             )
 
     async def get_solution_patterns(
@@ -333,7 +346,7 @@ class LearningDatabase:
             )
         failed = [r for r in results if r.status == "failed"]
         if failed:
-            raise DatabaseError(f"refresh of {failed[0].view_name} failed: {failed[0].error}")
+            raise refresh.failure(failed[0])
         return results
 
     def start_refresher(

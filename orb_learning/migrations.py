@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import redact, server_settings, sqlalchemy_url
+from .dsn import redact, server_settings, sqlalchemy_url
 from .errors import SchemaNotReadyError, driver_error, translate
 
 if TYPE_CHECKING:

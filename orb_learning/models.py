@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal, Self
 from uuid import UUID, uuid4
@@ -20,7 +20,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import TzInfo
 
 __all__ = [
+    "EARLIEST_TIMESTAMP",
     "INT4_MAX",
+    "LATEST_TIMESTAMP",
+    "MAX_CLOCK_SKEW",
+    "MAX_KEY_LENGTH",
+    "MAX_MEASURE",
     "ErrorType",
     "ExecutionRecord",
     "FeedbackRecord",
@@ -34,6 +39,27 @@ __all__ = [
 
 INT4_MAX = 2_147_483_647
 """Largest value of a PostgreSQL ``integer`` column."""
+
+# --- what a stored row may hold: the table's CHECK constraints mirror these ------------------
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+"""No telemetry predates the Unix epoch; earlier values are clock or parsing bugs (and
+year 1 became ``-infinity`` in asyncpg, which broke retention)."""
+LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
+"""The table's fixed upper bound (a CHECK constraint cannot read the clock)."""
+MAX_CLOCK_SKEW = timedelta(hours=1)
+"""How far past the validating machine's clock a timestamp may be (producers' clocks
+drift); the model refuses later ones."""
+MAX_MEASURE = 1e9
+"""Upper bound of every non-negative measure (durations and CPU time in seconds, about 31
+years; costs in USD; memory in MB, a petabyte). The views sum and average these over any
+window, and PostgreSQL's float8 aggregates keep sums of squares: two rows of 1e308 made
+every later refresh fail with ``22003: value out of range: overflow``. At this bound the
+sum of squares of a trillion rows is 1e30, far inside float8's range."""
+MAX_KEY_LENGTH = 200
+"""Characters of repo, task_type, model_tier and pool_type: the views' unique indexes hold
+three of them in one btree entry, which PostgreSQL caps at 2,704 bytes (3 x 200 characters
+of up to 4 UTF-8 bytes each fit; a longer key made a refresh fail after the insert took
+it)."""
 
 _NUL_MESSAGE = "contains a NUL character, which PostgreSQL text cannot store"
 
@@ -110,6 +136,22 @@ def _json_metadata(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _storable_time(value: datetime) -> datetime:
+    """Between 1970-01-01 and ``MAX_CLOCK_SKEW`` past now (UTC), in what PostgreSQL holds."""
+    value = _utc_if_naive(value)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # an offset pushes it past year 1 or 9999
+        utc = None
+    latest = min(datetime.now(UTC) + MAX_CLOCK_SKEW, LATEST_TIMESTAMP)
+    if utc is None or not EARLIEST_TIMESTAMP <= utc <= latest:
+        raise ValueError(
+            f"must be between {EARLIEST_TIMESTAMP:%Y-%m-%d} and {MAX_CLOCK_SKEW} past now "
+            f"(UTC); got {value.isoformat()}"
+        )
+    return value
+
+
 def _now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -123,11 +165,18 @@ RequiredText = Annotated[str, AfterValidator(_no_nul), AfterValidator(_not_empty
 UtcDatetime = Annotated[datetime, AfterValidator(_utc_if_naive)]
 """A timezone-aware datetime; naive input is taken as UTC."""
 
+StoredDatetime = Annotated[datetime, AfterValidator(_storable_time)]
+"""A :data:`UtcDatetime` from 1970 to ``MAX_CLOCK_SKEW`` past now: what a row may hold."""
+
+Key = Annotated[RequiredText, Field(max_length=MAX_KEY_LENGTH)]
+"""A grouping key of the views (repo, task type, tier, pool): non-empty, at most
+``MAX_KEY_LENGTH`` characters."""
+
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_metadata)]
 """A dict that survives ``json.dumps(..., allow_nan=False)`` and a jsonb column."""
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegFloat = Annotated[float, Field(ge=0.0)]
+Measure = Annotated[float, Field(ge=0.0, le=MAX_MEASURE)]
 Int4Count = Annotated[int, Field(ge=0, le=INT4_MAX)]
 Percent = Annotated[int, Field(ge=0, le=100)]
 Rating = Annotated[int, Field(ge=1, le=5)]
@@ -184,28 +233,28 @@ class ExecutionRecord(_StoreModel):
     """One task execution: routing decision, outcome, cost and resources."""
 
     task_id: UUID = Field(default_factory=uuid4)
-    timestamp: UtcDatetime = Field(default_factory=_now_utc)
-    task_type: RequiredText
+    timestamp: StoredDatetime = Field(default_factory=_now_utc)
+    task_type: Key
     task_description: RequiredText
-    repo: RequiredText
+    repo: Key
     file_count: Int4Count = 0
     estimated_tokens: Int4Count = 0
-    model_tier: RequiredText
-    pool_type: RequiredText
+    model_tier: Key
+    pool_type: Key
     swarm_topology: Text | None = None
     routing_confidence: Unit
     complexity_score: Percent = 50
     success: bool
-    duration_seconds: NonNegFloat
+    duration_seconds: Measure
     quality_score: Percent | None = None
-    cost_estimate: NonNegFloat
-    actual_cost: NonNegFloat
+    cost_estimate: Measure
+    actual_cost: Measure
     error_type: ErrorType | None = None
     error_message: Text | None = None
     user_accepted: bool | None = None
     user_rating: Rating | None = None
-    peak_memory_mb: NonNegFloat | None = None
-    cpu_time_seconds: NonNegFloat | None = None
+    peak_memory_mb: Measure | None = None
+    cpu_time_seconds: Measure | None = None
     solution_summary: Text | None = None
     metadata: JsonObject = Field(default_factory=dict)
 
@@ -285,7 +334,7 @@ class FeedbackRecord(_StoreModel):
 
     feedback_id: UUID = Field(default_factory=uuid4)
     task_id: UUID
-    timestamp: UtcDatetime = Field(default_factory=_now_utc)
+    timestamp: StoredDatetime = Field(default_factory=_now_utc)
     feedback_type: Annotated[Text, AfterValidator(_not_blank)]
     rating: Rating
     comment: Text | None = None

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
+from .errors import (
+    ConfigurationError,
+    DatabaseError,
+    from_sqlstate,
+    is_transient,
+    is_translatable,
+    translate,
+)
+from .retry import Backoff
 from .routines import REFRESH_FUNCTION
 from .views import CURRENT_VIEWS
 
@@ -66,6 +74,16 @@ async def refresh_once(
     return [RefreshResult(**dict(row)) for row in rows]
 
 
+def failure(result: RefreshResult) -> DatabaseError:
+    """The error of a part the routine reported as failed (its log says ``SQLSTATE: message``)."""
+    error = result.error or "unknown error"
+    sqlstate, _, text = error.partition(": ")
+    message = f"refresh of {result.view_name} failed: {error}"
+    if len(sqlstate) == 5 and sqlstate.isalnum() and text:
+        return from_sqlstate(message, sqlstate)
+    return DatabaseError(message)
+
+
 async def record_failure(connection: asyncpg.Connection, started_at: datetime, cause: str) -> None:
     """Log a refresh that failed outside the routine (connection cut, server restart,
     statement timeout): one failed row per view, so the log tells the whole story."""
@@ -107,8 +125,10 @@ class ViewRefresher:
 
     Several replicas may run one each: the routine's advisory lock lets one refresh while
     the others skip the tick (logged at debug), and views refreshed less than half an
-    interval ago are skipped, so each view is refreshed once per interval. After a failure
-    the next try comes after ``retry_after``, doubling up to ``every``.
+    interval ago are skipped, so each view is refreshed once per interval. After a
+    transient failure (the server away, a timeout) the next try comes after
+    ``retry_after``, doubling up to ``every`` (the library's :class:`~orb_learning.retry.
+    Backoff`); after any other failure, at the next tick: retrying sooner cannot help.
     """
 
     def __init__(
@@ -171,7 +191,8 @@ class ViewRefresher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            return await self._failed(started_at, _describe(exc))
+            error = translate(exc) if is_translatable(exc) else exc  # a connection of yours
+            return await self._failed(started_at, _describe(exc), transient=is_transient(error))
         self._account(results)
         self.consecutive_failures = 0
         await self._record_failures()
@@ -192,12 +213,18 @@ class ViewRefresher:
                     "refresh of %s skipped: %s", result.view_name or "views", result.status
                 )
 
-    async def _failed(self, started_at: datetime, cause: str) -> timedelta:
+    async def _failed(self, started_at: datetime, cause: str, *, transient: bool) -> timedelta:
         self.failures += 1
         self.consecutive_failures += 1
         self.last_error = cause
-        doubled = self.retry_after * (2 ** (self.consecutive_failures - 1))
-        backoff: timedelta = min(self.every, doubled)
+        backoff = self.every
+        if transient:
+            policy = Backoff(
+                initial=self.retry_after.total_seconds(),
+                maximum=max(self.every, self.retry_after).total_seconds(),
+                jitter=0.0,
+            )
+            backoff = timedelta(seconds=policy.delay(self.consecutive_failures - 1))
         logger.warning("view refresh failed (%s); retrying in %s", cause, backoff)
         self._unrecorded = [*self._unrecorded[-(_MAX_UNRECORDED - 1) :], (started_at, cause)]
         await self._record_failures()

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import arguments
-from .errors import ConfigurationError
+from .errors import ArchiveError, ArgumentError, ConfigurationError, DatabaseError
 from .reclaim import ReclaimResult, after_delete
 from .schema import executions as executions_table
 
@@ -126,7 +126,7 @@ class Retention:
         self.cutoff = (now or datetime.now(UTC)) - timedelta(days=days_to_keep)
         self.archive = None if archive_path is None else Path(archive_path)
         if self.archive is not None and self.archive.exists() and not self.archive.is_dir():
-            raise ValueError(f"archive path {self.archive} exists and is not a directory")
+            raise ArgumentError(f"archive path {self.archive} exists and is not a directory")
         if self.archive is not None and importlib.util.find_spec("pyarrow") is None:
             raise ConfigurationError("archiving needs pyarrow: pip install 'orb-learning[duckdb]'")
         self.batch_size = batch_size
@@ -157,7 +157,7 @@ class Retention:
         went and ``reclaim``) rebuild the HNSW index when the delete was large, and VACUUM."""
         result = RetentionResult(self.days_to_keep, self.cutoff)
         if self.archive is not None:
-            self.archive.mkdir(parents=True, exist_ok=True)
+            _prepare_archive(self.archive)
             await self._settle(result)
         total = (await self.plan()).deleted_count if self._progress is not None else 0
         while await self._batch(result.batches + 1, result):
@@ -182,11 +182,11 @@ class Retention:
                     return False
                 ids = [row["task_id"] for row in rows]
                 if self.archive is not None:
-                    pending = await asyncio.to_thread(_write_pending, self.archive, rows, xid)
+                    pending = await _archive_batch(self.archive, rows, xid)
                 feedback = await connection.fetchval(COUNT_FEEDBACK, ids)
                 deleted = int((await connection.execute(DELETE_BATCH, ids)).split()[-1])
                 if deleted != len(rows):
-                    raise RuntimeError(f"deleted {deleted} of {len(rows)} locked rows")
+                    raise DatabaseError(f"deleted {deleted} of {len(rows)} locked rows")
                 await self.before_commit(number)
             except BaseException:
                 with suppress(Exception):
@@ -227,6 +227,32 @@ class Retention:
                 else:
                     path.unlink(missing_ok=True)
                     result.discarded_pending += 1
+
+
+def _prepare_archive(archive: Path) -> None:
+    """The archive directory, created, and writable: checked before any row is deleted."""
+    try:
+        archive.mkdir(parents=True, exist_ok=True)
+        probe = archive / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ArchiveError(f"cannot write the archive under {archive}: {_reason(exc)}") from exc
+
+
+async def _archive_batch(archive: Path, rows: Sequence[Any], xid: str) -> list[Path]:
+    """A batch's pending files; a file system error (disk full...) names the archive."""
+    try:
+        return await asyncio.to_thread(_write_pending, archive, rows, xid)
+    except OSError as exc:
+        raise ArchiveError(
+            f"cannot write the archive under {archive}: {_reason(exc)}; the batch was rolled "
+            "back, no row was deleted"
+        ) from exc
+
+
+def _reason(exc: OSError) -> str:
+    return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
 
 
 def _month(moment: datetime) -> str:

@@ -7,8 +7,13 @@ call it, so the logic lives in one place and every refresh is logged.
 
 from __future__ import annotations
 
+from .history_marks import MARK_FUNCTION
+
 REFRESH_LOCK_KEY = 1869767276
 """Key of the transaction-scoped advisory lock that makes refreshes single-flight ('orbl')."""
+MIGRATION_LOCK_KEY = 1869770093
+"""Key of the session advisory lock that serialises migrations (alembic/env.py): deploys
+start several replicas at once, each running ``alembic upgrade head``."""
 
 REFRESH_FUNCTION = "orb_learning_refresh_views"
 
@@ -178,100 +183,7 @@ REFRESH_VIEWS_V2_COMMENT = (
     "status locked when another refresh holds the lock and wait is false.'"
 )
 
-# --- revision 0007: sealed history ----------------------------------------------------------
-HISTORY_DIRTY_TABLE = "view_history_dirty"
-CREATE_HISTORY_DIRTY = f"""\
-CREATE TABLE {HISTORY_DIRTY_TABLE} (
-    view_name text NOT NULL,
-    since timestamptz NOT NULL,
-    marked_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT pk_{HISTORY_DIRTY_TABLE} PRIMARY KEY (view_name)
-)"""
-HISTORY_DIRTY_COMMENTS = (
-    f"COMMENT ON TABLE {HISTORY_DIRTY_TABLE} IS 'History parts (<view>_history_mv) that "
-    "no longer match the executions: a statement wrote, changed or deleted executions stamped "
-    "before their seal since their last refresh. The next orb_learning_refresh_views() "
-    "rebuilds them and removes the row.'",
-    f"COMMENT ON COLUMN {HISTORY_DIRTY_TABLE}.view_name IS 'The history part'",
-    f"COMMENT ON COLUMN {HISTORY_DIRTY_TABLE}.since IS "
-    "'The oldest timestamp written, changed or deleted before the seal'",
-    f"COMMENT ON COLUMN {HISTORY_DIRTY_TABLE}.marked_at IS 'When it was first marked'",
-)
-
-MARK_FUNCTION = "orb_learning_mark_history_dirty"
-# The columns the views read: an update that changes none of them (a user rating) leaves
-# the history as it is.
-_VIEW_COLUMNS = (
-    "repo", "model_tier", "task_type", '"timestamp"', "success", "duration_seconds",
-    "actual_cost", "quality_score", "pool_type", "solution_summary",
-)  # fmt: skip
-
-
-def _row(alias: str) -> str:
-    return "(" + ", ".join(f"{alias}.{column}" for column in _VIEW_COLUMNS) + ")"
-
-
-_HISTORY_PARTS = (
-    "ARRAY['tier_performance_history_mv', 'pool_performance_history_mv', "
-    "'solution_patterns_history_mv']"
-)
-MARK_HISTORY_DIRTY_V1 = f"""\
-CREATE FUNCTION {MARK_FUNCTION}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
-AS $function$
-DECLARE
-    oldest timestamptz;
-BEGIN
-    -- One aggregate over the statement's transition table, never a step per row.
-    IF TG_OP = 'INSERT' THEN
-        SELECT min("timestamp") INTO oldest FROM new_rows;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT min("timestamp") INTO oldest FROM old_rows;
-    ELSIF TG_OP = 'UPDATE' THEN
-        SELECT min(least(o."timestamp", n."timestamp")) INTO oldest
-        FROM old_rows o FULL JOIN new_rows n ON n.task_id = o.task_id
-        WHERE {_row("o")}
-              IS DISTINCT FROM {_row("n")};
-    ELSE  -- TRUNCATE
-        oldest := '-infinity';
-    END IF;
-    -- Seals lag at least two days: rows of yesterday and today are after every seal.
-    IF oldest IS NULL
-       OR oldest >= date_trunc('day', clock_timestamp(), 'UTC') - interval '1 day' THEN
-        RETURN NULL;
-    END IF;
-    -- A refresh moving a seal updates its row first: either it waits for this transaction
-    -- (and its rebuild sees these rows) or this waits for it and compares with the new seal.
-    PERFORM 1 FROM view_watermarks w WHERE w.view_name = ANY ({_HISTORY_PARTS}) FOR SHARE;
-    INSERT INTO {HISTORY_DIRTY_TABLE} AS d (view_name, since)
-    SELECT w.view_name, oldest FROM view_watermarks w
-    WHERE w.view_name = ANY ({_HISTORY_PARTS}) AND oldest < w.watermark
-    ON CONFLICT (view_name) DO UPDATE SET since = least(d.since, excluded.since);
-    RETURN NULL;
-END
-$function$"""
-MARK_HISTORY_DIRTY_V1_COMMENT = (
-    f"COMMENT ON FUNCTION {MARK_FUNCTION}() IS 'Statement-level trigger of executions: "
-    "when a statement inserts, updates (a column the views read), deletes or truncates rows "
-    "stamped before a seal, records the oldest such timestamp in view_history_dirty, so "
-    "that the next refresh rebuilds that history.'"
-)
-HISTORY_TRIGGERS_V1 = tuple(
-    f"CREATE TRIGGER orb_learning_history_{event.lower()} AFTER {event} ON executions "
-    f"{referencing}FOR EACH STATEMENT EXECUTE FUNCTION {MARK_FUNCTION}()"
-    for event, referencing in (
-        ("INSERT", "REFERENCING NEW TABLE AS new_rows "),
-        ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "),
-        ("DELETE", "REFERENCING OLD TABLE AS old_rows "),
-        ("TRUNCATE", ""),
-    )
-)
-DROP_HISTORY_TRIGGERS_V1 = tuple(
-    f"DROP TRIGGER IF EXISTS orb_learning_history_{event} ON executions"
-    for event in ("insert", "update", "delete", "truncate")
-)
-DROP_MARK_HISTORY_DIRTY_V1 = f"DROP FUNCTION IF EXISTS {MARK_FUNCTION}()"
-
+# --- revision 0007: sealed history (the marks' trigger is in history_marks) ----------------
 SEAL_LAG = "interval '2 days'"  # sealed.SEAL_LAG_DAYS
 REFRESH_VIEWS_V3 = f"""\
 CREATE OR REPLACE FUNCTION {REFRESH_FUNCTION}(

@@ -29,6 +29,24 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from .config import EMBEDDING_DIMENSION
+from .models import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_KEY_LENGTH, MAX_MEASURE
+
+# The bounds of a stored row (revision 0009), from the models' constants: a row psql
+# writes is held to what the API validates, so no row can break a refresh.
+TIMESTAMP_RANGE = (
+    f"\"timestamp\" >= '{EARLIEST_TIMESTAMP.isoformat()}' "
+    f"AND \"timestamp\" < '{LATEST_TIMESTAMP.isoformat()}'"
+)
+MEASURES = (
+    "duration_seconds",
+    "cost_estimate",
+    "actual_cost",
+    "peak_memory_mb",
+    "cpu_time_seconds",
+)
+MEASURES_BOUNDED = " AND ".join(f"{column} <= {MAX_MEASURE:.0e}" for column in MEASURES)
+KEYS = ("repo", "task_type", "model_tier", "pool_type")
+KEYS_LENGTH = " AND ".join(f"char_length({column}) <= {MAX_KEY_LENGTH}" for column in KEYS)
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
@@ -126,6 +144,9 @@ executions = Table(
     CheckConstraint("cost_estimate >= 0 AND actual_cost >= 0", name="costs_nonnegative"),
     CheckConstraint("peak_memory_mb >= 0", name="peak_memory_nonnegative"),
     CheckConstraint("cpu_time_seconds >= 0", name="cpu_time_nonnegative"),
+    CheckConstraint(TIMESTAMP_RANGE, name="timestamp_range"),
+    CheckConstraint(MEASURES_BOUNDED, name="measures_bounded"),
+    CheckConstraint(KEYS_LENGTH, name="keys_length"),
     comment=(
         "One row per task execution routed by the orchestrator: what the task was, which "
         "tier and pool ran it, and how it went. Written by orb-learning (upsert by task_id)."
@@ -252,6 +273,7 @@ feedback = Table(
         comment="When the row was written",
     ),
     CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),
+    CheckConstraint(TIMESTAMP_RANGE, name="timestamp_range"),
     CheckConstraint("feedback_type <> ''", name="feedback_type_not_empty"),
     comment="User feedback on executions, several per execution allowed; the latest sets "
     "executions.user_rating and user_accepted.",

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from .config import EMBEDDING_DIMENSION
-from .errors import InvalidRecordError
+from .errors import ArgumentError, InvalidRecordError, is_translatable, translate
 from .models import ExecutionRecord
+from .redaction import Redactor, redact_record
 
 if TYPE_CHECKING:
     import asyncpg
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("orb_learning")
 RecordInput = ExecutionRecord | Mapping[str, Any]
 """What the batch path takes: records, or dicts validated into records."""
+Embed = Callable[[Sequence[str]], Awaitable["np.ndarray"]]
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(ExecutionRecord.model_fields)
 """The record's columns (every field is one): what writes send and reads return."""
@@ -75,15 +78,15 @@ def check_embedding(vector: np.ndarray, task_id: object) -> np.ndarray:
 
     array = np.asarray(vector, dtype=np.float32)
     if array.shape != (EMBEDDING_DIMENSION,):
-        raise ValueError(
+        raise ArgumentError(
             f"embedding of task {task_id} has shape {array.shape}, "
             f"expected ({EMBEDDING_DIMENSION},)"
         )
     if not np.isfinite(array).all():
-        raise ValueError(f"embedding of task {task_id} contains NaN or infinite values")
+        raise ArgumentError(f"embedding of task {task_id} contains NaN or infinite values")
     norm = float(np.linalg.norm(array.astype(np.float64)))
     if math.isclose(norm, 0.0, abs_tol=1e-6):
-        raise ValueError(f"embedding of task {task_id} is the zero vector (no cosine direction)")
+        raise ArgumentError(f"embedding of task {task_id} is the zero vector (no cosine direction)")
     stored: np.ndarray = (array / norm).astype(np.float16)
     return stored
 
@@ -99,10 +102,45 @@ def latest_per_task(
     return list(latest.values())
 
 
+@asynccontextmanager
+async def write_transaction(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction whose outcome the caller can trust: rolled back on any error in the
+    body; a connection lost while its COMMIT is in flight raises
+    :class:`~orb_learning.errors.CommitOutcomeUnknownError` (it may have landed), never a
+    plain "unavailable" that would read as "nothing was written"."""
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            await transaction.rollback()
+        raise
+    try:
+        await transaction.commit()
+    except Exception as exc:
+        if is_translatable(exc):
+            raise translate(exc, committing=True) from exc
+        raise
+
+
+@asynccontextmanager
+async def committing() -> AsyncIterator[None]:
+    """A write that commits as it runs (one statement, no transaction block): a connection
+    lost under it leaves the outcome unknown, and the error says so."""
+    try:
+        yield
+    except Exception as exc:
+        if is_translatable(exc):
+            raise translate(exc, committing=True) from exc
+        raise
+
+
 async def upsert_one(
     connection: asyncpg.Connection, record: ExecutionRecord, embedding: np.ndarray
 ) -> None:
-    await connection.execute(UPSERT_ONE, *row_of(record, embedding))
+    async with committing():
+        await connection.execute(UPSERT_ONE, *row_of(record, embedding))
 
 
 async def upsert_many(
@@ -111,7 +149,7 @@ async def upsert_many(
     """Binary COPY into a session-local staging table, then one INSERT ... ON CONFLICT."""
     if not pairs:
         return 0
-    async with connection.transaction():
+    async with write_transaction(connection):
         await connection.execute(CREATE_STAGING)
         await connection.copy_records_to_table(
             STAGING_TABLE,
@@ -120,6 +158,37 @@ async def upsert_many(
         )
         await connection.execute(UPSERT_FROM_STAGING)
     return len(pairs)
+
+
+async def prepare_batch(
+    records: Sequence[RecordInput],
+    embeddings: Sequence[np.ndarray] | np.ndarray | None,
+    *,
+    skip_invalid: bool,
+    redactor: Redactor | None,
+    embed: Embed,
+) -> list[tuple[ExecutionRecord, np.ndarray]]:
+    """What a batch stores: the valid records, secrets redacted, each with its checked
+    embedding, one entry per task_id. A record the redactor changed is embedded from its
+    redacted text even when ``embeddings`` were given: a vector of the original text would
+    carry what was redacted into the index."""
+    valid, kept = validate_batch(records, skip_invalid=skip_invalid)
+    if embeddings is not None and len(embeddings) != len(records):
+        raise ArgumentError(f"{len(embeddings)} embeddings given for {len(records)} records")
+    if not valid:
+        return []
+    redacted = [redact_record(r, redactor) for r in valid] if redactor else valid
+    if embeddings is None:
+        vectors = list(await embed([r.embedding_text() for r in redacted]))
+    else:
+        vectors = [embeddings[i] for i in kept]
+        changed = [n for n, (a, b) in enumerate(zip(valid, redacted, strict=True)) if a is not b]
+        if changed:
+            again = await embed([redacted[n].embedding_text() for n in changed])
+            for n, vector in zip(changed, again, strict=True):
+                vectors[n] = vector
+    checked = [check_embedding(v, r.task_id) for r, v in zip(redacted, vectors, strict=True)]
+    return latest_per_task(redacted, checked)
 
 
 def validate_batch(

@@ -1,7 +1,9 @@
 """Everything the store needs from its database, checked one by one (``orb-learning db
 validate``): the extension and its version, the tables, their columns and constraints,
-every index (HNSW included), the views and their unique indexes, the refresh function and
-the Alembic revision. Each check says what it found, so a missing piece is named."""
+every index (HNSW included), the views and their unique indexes, the routines (present,
+``search_path`` pinned with ``pg_temp`` last, the only SECURITY DEFINER one being the
+history marks' trigger) and the Alembic revision. Each check says what it found, so a
+missing piece is named."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import migrations
+from .history_marks import MARK_FUNCTION
 from .routines import REFRESH_FUNCTION
 from .schema import executions, metadata
 from .views import CURRENT_VIEWS, PUBLIC_VIEWS
@@ -49,13 +52,51 @@ async def validate(connection: asyncpg.Connection) -> list[Check]:
             public.name,
         )
         checks.append(Check(f"view {public.name}", bool(found), "" if found else "missing"))
-    exists = await connection.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = $1)", REFRESH_FUNCTION
-    )
-    checks.append(
-        Check(f"function {REFRESH_FUNCTION}()", bool(exists), "" if exists else "missing")
-    )
+    return checks + await _routines(connection)
+
+
+ROUTINES = """\
+SELECT p.proname, p.prosecdef, p.proconfig, n.nspname
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.oid = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass('executions'))
+  AND (p.proname = ANY($1::text[]) OR p.prosecdef)"""
+SECURITY_DEFINER = {MARK_FUNCTION}
+"""The routines that run with their owner's rights, and only these (see history_marks)."""
+
+
+async def _routines(connection: asyncpg.Connection) -> list[Check]:
+    """Each routine present, pinned (``search_path`` = its schema, then ``pg_temp``: never
+    a caller's temporary objects first), and SECURITY DEFINER only where it must be."""
+    found = {
+        row["proname"]: row
+        for row in await connection.fetch(ROUTINES, [REFRESH_FUNCTION, MARK_FUNCTION])
+    }
+    checks = []
+    for name in sorted({REFRESH_FUNCTION, MARK_FUNCTION} | set(found)):
+        row = found.get(name)
+        if row is None:
+            checks.append(Check(f"function {name}()", False, "missing"))
+            continue
+        path = search_path(row["proconfig"])
+        pinned = (
+            path is not None
+            and path[-1:] == ["pg_temp"]
+            and set(path[:-1]) <= {row["nspname"], "pg_catalog"}
+        )
+        definer = "SECURITY DEFINER" if row["prosecdef"] else "SECURITY INVOKER"
+        rights_ok = bool(row["prosecdef"]) == (name in SECURITY_DEFINER)
+        detail = f"{definer}, search_path={', '.join(path) if path else 'not set'}"
+        checks.append(Check(f"function {name}() pinned", pinned and rights_ok, detail))
     return checks
+
+
+def search_path(config: list[str] | None) -> list[str] | None:
+    """The schemas of a routine's ``SET search_path`` (``proconfig``), unquoted."""
+    for setting in config or ():
+        name, _, value = setting.partition("=")
+        if name == "search_path":
+            return [part.strip().strip('"') for part in value.split(",")]
+    return None
 
 
 async def _pgvector(connection: asyncpg.Connection) -> Check:

@@ -167,3 +167,64 @@ def test_help_is_quick_to_load_and_lists_every_command() -> None:
         "psql",
     ):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["tiers", "--days-back", "-5"], "--days-back"),
+        (["pools", "--days-back", "many"], "--days-back"),
+        (["similar", "x", "--limit", "0"], "--limit"),
+        (["similar", "x", "--threshold", "2"], "--threshold"),
+        (["retention", "--keep-days", "1", "--batch-size", "0"], "--batch-size"),
+        (["similar", ""], "task_description must not be empty"),
+        (["--dsn", "postgresql://u:pw@[::1/orb", "tiers"], "Invalid IPv6 URL"),
+        (["retention", "--keep-days", "1", "--archive", "/proc/nope"], "/proc/nope"),
+    ],
+)
+def test_every_error_is_one_line_naming_the_problem(
+    database_url: str, arguments: list[str], named: str
+) -> None:
+    dsn = [] if arguments[0] == "--dsn" else ["--dsn", database_url]
+    result = cli(*dsn, *arguments)
+    assert result.returncode in (1, 2)
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert named in result.stderr and "Traceback" not in result.stderr
+    if arguments[-1] == "/proc/nope":
+        assert "unavailable" not in result.stderr  # a file system error, not the server's
+    verbose = cli("-v", *dsn, *arguments)
+    if result.returncode == 1:  # an error of the library: -v shows where it came from
+        assert "Traceback" in verbose.stderr
+
+
+def embedded_server_running(data_dir: Path) -> bool:
+    import psutil
+
+    pid_file = data_dir / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    return psutil.pid_exists(int(pid_file.read_text().split()[0]))
+
+
+def test_psql_passes_its_arguments_and_stops_the_embedded_server(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pg"
+    assert cli("--data-dir", str(data_dir), "db", "upgrade").returncode == 0
+    assert not embedded_server_running(data_dir)
+    result = cli("--data-dir", str(data_dir), "psql", "-X", "-c", r"\d+ executions")
+    assert result.returncode == 0, result.stderr
+    assert "idx_executions_embedding_hnsw" in result.stdout
+    assert not embedded_server_running(data_dir)
+    assert cli("--data-dir", str(data_dir), "stats", "--json").returncode == 0
+    assert not embedded_server_running(data_dir)  # and no stale handle kept it alive
+
+
+def test_a_dead_process_in_the_handle_list_does_not_keep_the_server_running(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "pg"
+    assert cli("--data-dir", str(data_dir), "db", "current").returncode == 0
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (data_dir / ".handle_pids.json").write_text(json.dumps([int(dead.stdout)]))
+    assert cli("--data-dir", str(data_dir), "db", "current").returncode == 0
+    assert not embedded_server_running(data_dir)

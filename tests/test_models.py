@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from orb_learning.models import (
     INT4_MAX,
+    MAX_KEY_LENGTH,
+    MAX_MEASURE,
     ErrorType,
     ExecutionRecord,
     FeedbackRecord,
@@ -158,13 +160,17 @@ EXECUTION_BOUNDS = [
     ("complexity_score", [0, 100], [-1, 101]),
     ("file_count", [0, INT4_MAX], [-1, INT4_MAX + 1]),
     ("estimated_tokens", [0, INT4_MAX], [-1, INT4_MAX + 1]),
-    ("duration_seconds", [0.0], [-1e-9]),
+    ("duration_seconds", [0.0, MAX_MEASURE], [-1e-9, MAX_MEASURE * 1.000001, 1e308]),
     ("quality_score", [0, 100, None], [-1, 101]),
-    ("cost_estimate", [0.0], [-1e-9]),
-    ("actual_cost", [0.0], [-1e-9]),
+    ("cost_estimate", [0.0, MAX_MEASURE], [-1e-9, MAX_MEASURE * 1.000001]),
+    ("actual_cost", [0.0, MAX_MEASURE], [-1e-9, MAX_MEASURE * 1.000001]),
     ("user_rating", [1, 5, None], [0, 6]),
-    ("peak_memory_mb", [0.0, None], [-1e-9]),
-    ("cpu_time_seconds", [0.0, None], [-1e-9]),
+    ("peak_memory_mb", [0.0, MAX_MEASURE, None], [-1e-9, MAX_MEASURE * 1.000001]),
+    ("cpu_time_seconds", [0.0, MAX_MEASURE, None], [-1e-9, MAX_MEASURE * 1.000001]),
+    ("repo", ["r" * MAX_KEY_LENGTH, "\U0001f600" * MAX_KEY_LENGTH], ["r" * (MAX_KEY_LENGTH + 1)]),
+    ("task_type", ["t" * MAX_KEY_LENGTH], ["t" * (MAX_KEY_LENGTH + 1)]),
+    ("model_tier", ["m" * MAX_KEY_LENGTH], ["m" * (MAX_KEY_LENGTH + 1)]),
+    ("pool_type", ["p" * MAX_KEY_LENGTH], ["p" * (MAX_KEY_LENGTH + 1)]),
 ]
 
 
@@ -498,14 +504,16 @@ json_value = st.recursive(
 )
 offsets = st.integers(-1439, 1439).map(lambda m: timezone(timedelta(minutes=m)))
 unit = st.floats(0, 1)
-non_neg = st.floats(min_value=0, max_value=1e12)
+non_neg = st.floats(min_value=0, max_value=MAX_MEASURE)
+# Naive bounds, so that any offset of up to a day keeps the UTC value storable.
+storable_times = {"min_value": datetime(1970, 1, 3), "max_value": datetime(2026, 1, 1)}
 
 
 def records(timezones: st.SearchStrategy[Any]) -> st.SearchStrategy[ExecutionRecord]:
     return st.builds(
         ExecutionRecord,
         task_id=st.uuids(),
-        timestamp=st.datetimes(timezones=timezones),
+        timestamp=st.datetimes(timezones=timezones, **storable_times),
         task_type=required_text,
         task_description=required_text,
         repo=required_text,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from orb_learning import routines, sealed, views
+from orb_learning import history_marks, routines, sealed, views
 
 revision: str = "0007"
 down_revision: str | Sequence[str] | None = "0006"
@@ -43,8 +43,8 @@ def _names(names: Sequence[str]) -> str:
 
 
 def upgrade() -> None:
-    op.execute(routines.CREATE_HISTORY_DIRTY)
-    for comment in routines.HISTORY_DIRTY_COMMENTS:
+    op.execute(history_marks.CREATE_HISTORY_DIRTY)
+    for comment in history_marks.HISTORY_DIRTY_COMMENTS:
         op.execute(comment)
     for view in NEW_VIEWS:
         # The recent part keeps the old view's watermark (same live tail); the seal is at
@@ -67,9 +67,9 @@ def upgrade() -> None:
                 op.execute(statement)
         for statement in view.create_statements():
             op.execute(statement)
-    op.execute(routines.MARK_HISTORY_DIRTY_V1)
-    op.execute(routines.MARK_HISTORY_DIRTY_V1_COMMENT)
-    for trigger in routines.HISTORY_TRIGGERS_V1:
+    op.execute(history_marks.MARK_HISTORY_DIRTY_V1)
+    op.execute(history_marks.MARK_HISTORY_DIRTY_V1_COMMENT)
+    for trigger in history_marks.HISTORY_TRIGGERS_V1:
         op.execute(trigger)
     op.execute(routines.REFRESH_VIEWS_V3)
     op.execute(routines.REFRESH_VIEWS_V3_COMMENT)
@@ -78,9 +78,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(routines.REFRESH_VIEWS_V2)
     op.execute(routines.REFRESH_VIEWS_V2_COMMENT)
-    for trigger in routines.DROP_HISTORY_TRIGGERS_V1:
+    for trigger in history_marks.DROP_HISTORY_TRIGGERS_V1:
         op.execute(trigger)
-    op.execute(routines.DROP_MARK_HISTORY_DIRTY_V1)
+    op.execute(history_marks.DROP_MARK_HISTORY_DIRTY_V1)
     for view in reversed(NEW_VIEWS):
         op.execute(view.drop_statement())
         for part in reversed(view.parts):
@@ -101,4 +101,4 @@ def downgrade() -> None:
             op.execute(statement)
     for name, (view, column) in OLD_TIME_INDEXES.items():
         op.execute(f"CREATE INDEX {name} ON {view} ({column})")
-    op.execute(f"DROP TABLE IF EXISTS {routines.HISTORY_DIRTY_TABLE}")
+    op.execute(f"DROP TABLE IF EXISTS {history_marks.HISTORY_DIRTY_TABLE}")

@@ -15,15 +15,23 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from ..errors import ConfigurationError, OrbLearningError, driver_error, translate
+from ..errors import OrbLearningError, driver_error, translate
 
 COMMAND_MODULES = ("demo", "db", "read", "refresh", "psql", "roles", "import_duckdb", "retention")
 """The modules of this package that add a subcommand, in the order of --help."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="orb-learning",
         description="Learning-analytics store for AI coding-agent orchestrators "
         "(PostgreSQL + pgvector).",
@@ -46,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not hasattr(args, "psql_args"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.psql_args = extra  # `orb-learning psql -c ...`: psql's own arguments
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         status: int = asyncio.run(args.handler(args))
@@ -68,6 +81,4 @@ def _explain(exc: Exception) -> OrbLearningError | None:
     cause = driver_error(exc)
     if cause is not None:
         return translate(cause)
-    if isinstance(exc, ValueError) and "dsn" in str(exc).lower():
-        return ConfigurationError(f"invalid database URL: {exc}")
     return None

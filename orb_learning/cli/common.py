@@ -11,8 +11,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, asyncpg_dsn
+from ..config import Settings
 from ..database import LearningDatabase
+from ..dsn import asyncpg_dsn
 from .tables import render
 
 
@@ -30,6 +31,37 @@ async def resolve_dsn(args: argparse.Namespace) -> str:
 def open_database(args: argparse.Namespace, *, needs_model: bool = False) -> LearningDatabase:
     """A LearningDatabase for a command; the model loads only if the command embeds."""
     return LearningDatabase(args.dsn, database_path=args.data_dir, preload_model=needs_model)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: 0, 1, 2... (the usage line and this message, never a traceback)."""
+    return _bounded_int(text, 0)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: 1, 2, 3..."""
+    return _bounded_int(text, 1)
+
+
+def _bounded_int(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value
+
+
+def similarity(text: str) -> float:
+    """argparse type: a cosine similarity threshold in [-1, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [-1, 1], got {value}")
+    return value
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

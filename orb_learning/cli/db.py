@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import migrations
-from ..config import redact
+from ..dsn import redact
 from ..validate import validate
 from .common import add_json_flag, resolve_dsn, show, show_json
 

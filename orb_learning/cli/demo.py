@@ -8,6 +8,7 @@ import time
 
 from .. import sample
 from ..database import LearningDatabase
+from .common import positive_int
 from .tables import render
 
 
@@ -19,7 +20,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stores N realistic sample executions with real embeddings, refreshes the views and "
         "prints similar executions and tier, pool and pattern performance.",
     )
-    demo.add_argument("--rows", type=int, default=500, help="sample executions (default 500)")
+    demo.add_argument(
+        "--rows", type=positive_int, default=500, help="sample executions (default 500)"
+    )
     demo.add_argument(
         "--query",
         default="Optimize slow database queries",
@@ -33,8 +36,6 @@ def _say(text: str) -> None:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    if args.rows < 1:
-        raise SystemExit("orb-learning demo: --rows must be at least 1")
     started = time.perf_counter()
     database = LearningDatabase(args.dsn, database_path=args.data_dir, migrate_on_start=True)
     _say("Starting PostgreSQL + pgvector and loading the embedding model...")

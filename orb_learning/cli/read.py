@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_json_flag, open_database, show, show_json
+from .common import (
+    add_json_flag,
+    non_negative_int,
+    open_database,
+    positive_int,
+    show,
+    show_json,
+    similarity,
+)
 
 SIMILAR = ["similarity", "task_type", "repo", "model_tier", "success", "timestamp",
            "task_description", "solution_summary"]  # fmt: skip
@@ -19,9 +27,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     similar = commands.add_parser("similar", help="executions similar to a task description")
     similar.add_argument("text")
     similar.add_argument("--repo")
-    similar.add_argument("--limit", type=int, default=10)
-    similar.add_argument("--days-back", type=int, default=90)
-    similar.add_argument("--threshold", type=float, default=0.7)
+    similar.add_argument("--limit", type=positive_int, default=10)
+    similar.add_argument("--days-back", type=non_negative_int, default=90)
+    similar.add_argument("--threshold", type=similarity, default=0.7)
     similar.set_defaults(handler=_similar)
     for name, days, handler, what in (
         ("tiers", 30, _tiers, "model tier performance"),
@@ -29,13 +37,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ):
         parser = commands.add_parser(name, help=what)
         parser.add_argument("--repo")
-        parser.add_argument("--days-back", type=int, default=days)
+        parser.add_argument("--days-back", type=non_negative_int, default=days)
         _add_fresh_flag(parser)
         parser.set_defaults(handler=handler)
     patterns = commands.add_parser("patterns", help="top solution patterns")
     patterns.add_argument("--repo")
-    patterns.add_argument("--min-usage", type=int, default=5)
-    patterns.add_argument("--limit", type=int, default=10)
+    patterns.add_argument("--min-usage", type=non_negative_int, default=5)
+    patterns.add_argument("--limit", type=positive_int, default=10)
     _add_fresh_flag(patterns)
     patterns.set_defaults(handler=_patterns)
     stats = commands.add_parser("stats", help="row counts, sizes, date range, view freshness")

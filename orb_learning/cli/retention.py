@@ -9,6 +9,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from .common import positive_int
 from .tables import render
 
 
@@ -29,7 +30,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--archive", metavar="DIR", help="archive to Parquet under DIR first")
     parser.add_argument(
-        "--batch-size", type=int, default=5000, help="rows per transaction (default 5000)"
+        "--batch-size", type=positive_int, default=5000, help="rows per transaction (default 5000)"
     )
     parser.add_argument("--dry-run", action="store_true", help="report only, change nothing")
     parser.add_argument(
@@ -56,8 +57,6 @@ async def run(args: argparse.Namespace) -> int:
     from ..database import LearningDatabase
     from ..retention import Retention
 
-    if args.batch_size < 1:
-        raise SystemExit("orb-learning retention: --batch-size must be at least 1")
     progress = _progress if sys.stderr.isatty() and not args.dry_run else None
     database = LearningDatabase(args.dsn, database_path=args.data_dir, preload_model=False)
     async with database as db:
