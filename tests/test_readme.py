@@ -12,8 +12,15 @@ import pytest
 
 from tests.conftest import fresh_database
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+DOCS = [ROOT / "docs" / "errors.md"]  # pages whose Python examples are complete programs
+DOC_EXAMPLES = [
+    (page.name, code)
+    for page in DOCS
+    for code in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+]
 
 
 def run(args: list[str], env_url: str | None, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -44,6 +51,17 @@ async def test_readme_example_runs(
 ) -> None:
     script = tmp_path / "example.py"
     script.write_text(EXAMPLES[index])
+    async with fresh_database(server_url) as url:
+        result = run([sys.executable, str(script)], url, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(("page", "code"), DOC_EXAMPLES, ids=[p for p, _ in DOC_EXAMPLES])
+async def test_docs_example_runs(
+    page: str, code: str, server_url: str, template_url: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(code)
     async with fresh_database(server_url) as url:
         result = run([sys.executable, str(script)], url, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
