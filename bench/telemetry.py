@@ -7,6 +7,10 @@ Without ``--dsn`` it starts an embedded PostgreSQL 18 + pgvector server in a tem
 directory and removes it at the end; with ``--dsn`` (a role allowed to CREATE DATABASE, a
 server with pgvector) each run gets a database of its own, dropped at the end. Progress
 goes to stderr, the tables to stdout, ``TELEMETRY.md`` and ``telemetry.json`` to ``--out``.
+
+``--before FILE`` compares with an earlier run; ``--series-before A.json B.json
+--series-after C.json D.json`` adds the medians of runs made in turn before and after a
+change; ``--render FILE`` rewrites ``TELEMETRY.md`` from a saved run with those comparisons.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import telemetry_compare, telemetry_markdown, telemetry_report
-from bench.telemetry_markdown import DEFAULT, E2E, FEWER, FROZEN, HASH, IDLE_W
+from bench.telemetry_markdown import DEFAULT, E2E, FEWER, FROZEN, FSYNC, HASH, IDLE_W
 from bench.telemetry_probes import HashEmbedder, TimedModel
 from bench.telemetry_runs import (
     BENCH_DIR,
@@ -42,7 +46,15 @@ from bench.telemetry_runs import (
 from bench.telemetry_stream import make_tasks, shares
 from bench.timing import log
 
-_NOT_PARAMETERS = ("dsn", "out", "before", "same_model")
+_NOT_PARAMETERS = (
+    "dsn",
+    "out",
+    "before",
+    "same_model",
+    "series_before",
+    "series_after",
+    "render",
+)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,6 +147,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rounds: dict[str, list[dict[str, Any]]] = {
                 IDLE_W: [],
                 DEFAULT: [],
+                FSYNC: [],
                 FROZEN: [],
                 FEWER: [],
             }
@@ -158,6 +171,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         freeze=name == FROZEN,
                         wait_all=False,
                         writer_idle=name == IDLE_W,
+                        durability="fsync" if name == FSYNC else "write",
                     )
                     set_torch_threads(default_threads)
                     rounds[name].append(one["analysis"])
@@ -176,6 +190,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ),
             DEFAULT: telemetry_report.condition(
                 rounds[DEFAULT], "the writer embeds and writes batches of batch_size meanwhile"
+            ),
+            FSYNC: telemetry_report.condition(
+                rounds[FSYNC],
+                "the same with TelemetryCapture(durability='fsync'): the journal fsync'd every "
+                "second in the background",
             ),
             FROZEN: telemetry_report.condition(
                 rounds[FROZEN], "the same, gc.collect(); gc.freeze() after setup, unfrozen after"
@@ -198,11 +217,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if results["throughput"]["end_to_end_real"]["run"]["rows"] != args.tasks:
         log("WARNING: the end-to-end database does not hold one row per task")
     results["targets"] = telemetry_markdown.verdicts(results)
-    if args.before and args.before.is_file():
-        results["before"] = telemetry_compare.summary(json.loads(args.before.read_text()))
-        results["before"]["file"] = str(args.before)
-    if args.same_model and args.same_model.is_file():
-        results["same_model"] = telemetry_compare.summary(json.loads(args.same_model.read_text()))
+    compare(args, results)
     results["total_seconds"] = time.perf_counter() - started
     results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return results
@@ -332,6 +347,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="a run of this library with the model the --before run used (e.g. "
         "ORB_LEARNING_EMBEDDING_BACKEND=torch): a third column of the comparison",
     )
+    parser.add_argument(
+        "--series-before",
+        type=Path,
+        nargs="*",
+        help="telemetry.json files of runs before a change, made in turn with --series-after "
+        "ones: their medians in TELEMETRY.md",
+    )
+    parser.add_argument("--series-after", type=Path, nargs="*", help="see --series-before")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        help="a saved telemetry.json: write TELEMETRY.md from it (with the comparisons given "
+        "here) instead of running",
+    )
     args = parser.parse_args(argv)
     if (
         args.tasks < 2 * args.segments
@@ -341,9 +370,26 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def compare(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The comparisons asked for (``--before``, ``--same-model``, ``--series-*``)."""
+    if args.before and args.before.is_file():
+        results["before"] = telemetry_compare.summary(json.loads(args.before.read_text()))
+        results["before"]["file"] = str(args.before)
+    if args.series_before and args.series_after:
+        results["series"] = telemetry_compare.series(args.series_before, args.series_after)
+    if args.same_model and args.same_model.is_file():
+        results["same_model"] = telemetry_compare.summary(json.loads(args.same_model.read_text()))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    results = asyncio.run(run(args))
+    if args.render is not None:  # a saved run, with this invocation's comparisons
+        results = json.loads(args.render.read_text())
+        for key in ("before", "series", "same_model"):
+            results.pop(key, None)
+        compare(args, results)
+    else:
+        results = asyncio.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "telemetry.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (args.out / "TELEMETRY.md").write_text(telemetry_markdown.render(results))

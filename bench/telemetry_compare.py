@@ -8,6 +8,7 @@ it, so none of it overlapped), which is what the spans measure now.
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     return {
         "finished_at": results["finished_at"],
         "commit": results["machine"]["commit"],
+        "backend": results.get("model", {}).get("backend", "torch"),
         "load_average": results["load_average"],
         "tasks": results["parameters"]["tasks"],
         "calls": calls,
@@ -110,8 +112,8 @@ def render(results: dict[str, Any]) -> list[str]:
         "",
         f"Before: the library and benchmark at {b['commit']} ({b['finished_at']}, "
         f"{b['tasks']:,} tasks, load average at start {load}; `{Path(b['file']).name}` from "
-        f"`{Path(b['file']).parent.name}`; `python bench/telemetry.py` there), with the torch "
-        f"backend, the only one then; after: this run, with the {backend} backend.",
+        f"`{Path(b['file']).parent.name}`; `python bench/telemetry.py` there), with the "
+        f"{b.get('backend', 'torch')} backend; after: this run, with the {backend} backend.",
     ]
     header = ["figure", "before", f"after ({backend})", "after / before"]
     if same is not None:
@@ -135,5 +137,63 @@ def render(results: dict[str, Any]) -> list[str]:
             z = others[n][0]
             cells += [format(z, spec), _change(x, z)]
         cells += [format(y, spec), _change(x, y)]
+        out.append("| " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
+def series(before: list[Path], after: list[Path]) -> dict[str, Any]:
+    """Runs made in turn (before, after, before, after...): each run's caller-side
+    figures, their medians and the ratio of the medians."""
+    runs = {
+        "before": [summary(json.loads(path.read_text())) | {"file": str(path)} for path in before],
+        "after": [summary(json.loads(path.read_text())) | {"file": str(path)} for path in after],
+    }
+    figures = []
+    for name in (IDLE_W, DEFAULT, E2E):
+        for label in (ALL, *CAPTURE_KINDS):
+            for q in ("p50", "p99") if label == ALL else ("p50",):
+                values = {k: [r["calls"][name][label][q] for r in v] for k, v in runs.items()}
+                b, a = (statistics.median(values[k]) for k in ("before", "after"))
+                figures.append(
+                    {"condition": name, "call": label, "quantile": q, "before": b, "after": a}
+                    | {"ratio": a / b if b else None, "runs": values}
+                )
+    return {"runs": runs, "figures": figures}
+
+
+def render_series(results: dict[str, Any]) -> list[str]:
+    """The Markdown section of ``series`` (empty without it)."""
+    data = results.get("series")
+    if not data:
+        return []
+    runs = data["runs"]
+    described = []
+    for kind in ("before", "after"):
+        for r in runs[kind]:
+            load = ", ".join(f"{v:.2f}" for v in r["load_average"]["start"])
+            described.append(f"{kind} {r['commit']} at {r['finished_at']} (load {load})")
+    out = [
+        "## Before and after, interleaved runs",
+        "",
+        f"{len(runs['before'])} runs of the library before this change and "
+        f"{len(runs['after'])} after it, in turn, on the same machine in one session "
+        f"(`--tasks {runs['after'][0]['tasks']}`; the before runs with the benchmark of their "
+        "own commit): " + "; ".join(described) + ". The medians of the runs' figures (each "
+        "itself the median of its rounds), and their ratio; every run's figure beside.",
+        "",
+        "| condition | call | q | before | after | after / before | before runs | after runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in data["figures"]:
+        cells = [
+            f["condition"],
+            f["call"],
+            f["quantile"],
+            f"{f['before']:.1f}",
+            f"{f['after']:.1f}",
+            "-" if f["ratio"] is None else f"{f['ratio']:.2f}x",
+            ", ".join(f"{v:.1f}" for v in f["runs"]["before"]),
+            ", ".join(f"{v:.1f}" for v in f["runs"]["after"]),
+        ]
         out.append("| " + " | ".join(cells) + " |")
     return [*out, ""]

@@ -19,9 +19,11 @@ from bench.telemetry_report import (
 
 IDLE_W = "writer idle, default GC"
 DEFAULT, FROZEN = "real model busy, default GC", "real model busy, gc.freeze()"
+FSYNC = "real model busy, durability='fsync'"
 FEWER = "real model busy, torch threads = cores - 1 (what-if)"
 E2E, HASH = "throughput run, real model, default GC", "hash embedder runs, default GC"
 RECORD, AWAIT = "ExecutionRecord(**fields)", "await trivial coroutine"
+WRITE = "os.write of a 400-byte line"
 
 
 def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -35,9 +37,11 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             "target": f"one capture_* call, caller's side, p99 < {TARGET_P99_US:g} us with the "
             "writer busy (real model, default GC; median of the rounds' p99)",
             "pass": p99[DEFAULT] < TARGET_P99_US,
-            "measured": f"p99 {p99[DEFAULT]:.1f} us (rounds: {rounds}); gc.freeze(): "
-            f"{p99[FROZEN]:.1f} us; writer idle: {p99[IDLE_W]:.1f} us; torch threads = cores - 1"
-            f" (what-if): {p99[FEWER]:.1f} us; during the throughput runs: {p99[E2E]:.1f} us",
+            "measured": f"p99 {p99[DEFAULT]:.1f} us (rounds: {rounds}); "
+            + (f"durability='fsync': {p99[FSYNC]:.1f} us; " if FSYNC in p99 else "")
+            + f"gc.freeze(): {p99[FROZEN]:.1f} us; writer idle: {p99[IDLE_W]:.1f} us; torch "
+            f"threads = cores - 1 (what-if): {p99[FEWER]:.1f} us; during the throughput runs: "
+            f"{p99[E2E]:.1f} us",
         },
         {
             "target": f"database writes under {TARGET_DB_SHARE:.0%} of the end-to-end time "
@@ -108,62 +112,64 @@ def paragraph(results: dict[str, Any]) -> str:
         f" Over {TARGET_P99_US:g} us: {over['count']:,} calls, "
         f"{over['overlapping_gc_pause']:,} of them with a collection."
     )
-    return " ".join(
-        [
-            f"**Caller's side.** A capture call costs {idle[ALL]['p50']:.1f} us at the median "
-            f"and {idle[ALL]['p99']:.1f} us at p99 with the writer idle, and "
-            f"{busy[ALL]['p50']:.1f} / {busy[ALL]['p99']:.1f} us while the writer runs the real"
-            " model: the median is the call's own work (shape checks, a snapshot of the event, "
-            "an append to the inbox; validation and correlation run after it returns), "
-            f"{busy[ALL]['p50'] / busy[RECORD]['p50']:.2f}x the cost of "
-            f"building one ExecutionRecord ({busy[RECORD]['p50']:.1f} us) and "
-            f"{busy[ALL]['p50'] / busy[AWAIT]['p50']:.0f}x an await of a trivial coroutine "
-            f"({busy[AWAIT]['p50']:.2f} us) timed beside it; a routing decision costs "
-            f"{busy['routing (mapping)']['p50']:.0f} us, a pool start "
-            f"{busy['pool start']['p50']:.0f} us.",
-            tail,
-            f"With {threads['what_if']} torch thread(s) instead of {threads['default']} on "
-            f"{results['machine']['cores']} cores (a what-if), the busy p99 is "
-            f"{fewer[ALL]['p99']:.1f} us ({_lower(fewer, busy)}) and the model alone embeds "
-            f"{slow_:.0f} texts/s against {fast:.0f}"
-            + (
-                "."
-                if results["model"].get("backend", "torch") == "torch"
-                else f" (the {results['model']['backend']} backend does not run on torch's "
-                "threads: for it this what-if is only a rerun of the busy condition)."
-            ),
-            f"During the calls of the busy rounds the cyclic GC ran {gc['gen0']['collections']}"
-            f" young (gen0) collections of at most {gc['gen0']['max_ms']:.1f} ms, "
-            f"{gc['gen1']['collections']} gen1 of at most {gc['gen1']['max_ms']:.1f} ms and "
-            f"{gc['gen2']['collections']} full (gen2) ones; gc.freeze() only spares full "
-            f"collections the frozen objects, and gives p99 {frozen[ALL]['p99']:.1f} us "
-            f"({_lower(frozen, busy)}).",
-            f"**Throughput.** Segment by segment (median), the capture stores "
-            f"{r['capture_over_model_median']:.2f}x as many records per second as the model "
-            f"alone embeds. The writer embeds batch N+1 while batch N is written: inside the "
-            f"runs the model runs {r['in_run_encode_share']:.1%} of the time, the writes "
-            f"{r['in_run_store_share']:.1%}, and the writes while no model call runs (the time"
-            f" the database adds) {r['db_exposed_share_median']:.1%}; the same batches written "
-            f"alone take {r['db_share_median']:.1%} of the end-to-end time. What is left "
-            f"between the model calls ({r['in_run_model_idle_share']:.1%} of the run) is the "
-            "exposed writes, the first batch's wait for batch_size records or batch_timeout, "
-            "and the last batch's write. The model's own calls run "
-            f"{r['in_run_encode_over_model_alone']:.2f}x as long as alone (above 1: they share"
-            " the cores with PostgreSQL's writes, the capture calls or other load), so that "
-            "capture / model alone is about the model's share of the run over that slowdown "
-            f"({r['in_run_encode_share']:.3f} / {r['in_run_encode_over_model_alone']:.3f} = "
-            f"{r['in_run_encode_share'] / r['in_run_encode_over_model_alone']:.3f}): what keeps"
-            " the ratio below 1 is less the database's time on the writer's path "
-            f"({r['db_exposed_share_median']:.1%}) than the model's calls running slower while"
-            " PostgreSQL writes beside them (and whatever else ran) on the machine's cores. "
-            "With a "
-            f"trivial embedder the pipeline stores "
-            f"{t['end_to_end_hash']['records_per_second']:.0f} records/s, "
-            f"{r['hash_over_real']:.1f}x the real model's end-to-end rate; there the database "
-            f"writes alone take {r['hash_db_share']:.0%} of the time (its hash vectors cost "
-            f"{r['hash_db_alone_over_real_db_alone']:.1f}x the model's to index).",
-        ]
-    )
+    parts = [
+        f"**Caller's side.** A capture call costs {idle[ALL]['p50']:.1f} us at the median "
+        f"and {idle[ALL]['p99']:.1f} us at p99 with the writer idle, and "
+        f"{busy[ALL]['p50']:.1f} / {busy[ALL]['p99']:.1f} us while the writer runs the real"
+        " model: the median is the call's own work (shape checks, the event read into JSON "
+        "text, that line appended to the journal with one os.write"
+        + (f" (such a write alone: {busy[WRITE]['p50']:.1f} us)" if WRITE in busy else "")
+        + " and to the inbox; parsing, validation and correlation run after it returns), "
+        f"{busy[ALL]['p50'] / busy[RECORD]['p50']:.2f}x the cost of "
+        f"building one ExecutionRecord ({busy[RECORD]['p50']:.1f} us) and "
+        f"{busy[ALL]['p50'] / busy[AWAIT]['p50']:.0f}x an await of a trivial coroutine "
+        f"({busy[AWAIT]['p50']:.2f} us) timed beside it; a routing decision costs "
+        f"{busy['routing (mapping)']['p50']:.0f} us, a pool start "
+        f"{busy['pool start']['p50']:.0f} us.",
+        tail,
+        _fsync(cond, busy),
+        f"With {threads['what_if']} torch thread(s) instead of {threads['default']} on "
+        f"{results['machine']['cores']} cores (a what-if), the busy p99 is "
+        f"{fewer[ALL]['p99']:.1f} us ({_lower(fewer, busy)}) and the model alone embeds "
+        f"{slow_:.0f} texts/s against {fast:.0f}"
+        + (
+            "."
+            if results["model"].get("backend", "torch") == "torch"
+            else f" (the {results['model']['backend']} backend does not run on torch's "
+            "threads: for it this what-if is only a rerun of the busy condition)."
+        ),
+        f"During the calls of the busy rounds the cyclic GC ran {gc['gen0']['collections']}"
+        f" young (gen0) collections of at most {gc['gen0']['max_ms']:.1f} ms, "
+        f"{gc['gen1']['collections']} gen1 of at most {gc['gen1']['max_ms']:.1f} ms and "
+        f"{gc['gen2']['collections']} full (gen2) ones; gc.freeze() only spares full "
+        f"collections the frozen objects, and gives p99 {frozen[ALL]['p99']:.1f} us "
+        f"({_lower(frozen, busy)}).",
+        f"**Throughput.** Segment by segment (median), the capture stores "
+        f"{r['capture_over_model_median']:.2f}x as many records per second as the model "
+        f"alone embeds. The writer embeds batch N+1 while batch N is written: inside the "
+        f"runs the model runs {r['in_run_encode_share']:.1%} of the time, the writes "
+        f"{r['in_run_store_share']:.1%}, and the writes while no model call runs (the time"
+        f" the database adds) {r['db_exposed_share_median']:.1%}; the same batches written "
+        f"alone take {r['db_share_median']:.1%} of the end-to-end time. What is left "
+        f"between the model calls ({r['in_run_model_idle_share']:.1%} of the run) is the "
+        "exposed writes, the first batch's wait for batch_size records or batch_timeout, "
+        "and the last batch's write. The model's own calls run "
+        f"{r['in_run_encode_over_model_alone']:.2f}x as long as alone (above 1: they share"
+        " the cores with PostgreSQL's writes, the capture calls or other load), so that "
+        "capture / model alone is about the model's share of the run over that slowdown "
+        f"({r['in_run_encode_share']:.3f} / {r['in_run_encode_over_model_alone']:.3f} = "
+        f"{r['in_run_encode_share'] / r['in_run_encode_over_model_alone']:.3f}): what keeps"
+        " the ratio below 1 is less the database's time on the writer's path "
+        f"({r['db_exposed_share_median']:.1%}) than the model's calls running slower while"
+        " PostgreSQL writes beside them (and whatever else ran) on the machine's cores. "
+        "With a "
+        f"trivial embedder the pipeline stores "
+        f"{t['end_to_end_hash']['records_per_second']:.0f} records/s, "
+        f"{r['hash_over_real']:.1f}x the real model's end-to-end rate; there the database "
+        f"writes alone take {r['hash_db_share']:.0%} of the time (its hash vectors cost "
+        f"{r['hash_db_alone_over_real_db_alone']:.1f}x the model's to index).",
+    ]
+    return " ".join(part for part in parts if part)
 
 
 def render(results: dict[str, Any]) -> str:
@@ -215,14 +221,15 @@ def render(results: dict[str, Any]) -> str:
         paragraph(results),
         "",
         *telemetry_compare.render(results),
+        *telemetry_compare.render_series(results),
         "## Caller-side cost of one call (microseconds)",
         "",
         "Timed with `time.perf_counter_ns()` around each `await`. With several rounds: the "
         "median of each round's p50/p99/p99.9, and max = the worst round. The baselines are "
         "timed by the same producers between the capture calls, so under the same conditions."
         " Each round is a new `TelemetryCapture` on the same database, starts with "
-        "`gc.collect()` and is shut down after its calls (what is not written by then is "
-        "spooled to a temporary file).",
+        "`gc.collect()` and is shut down after its calls (what is not written by then stays"
+        " in its journal, in a temporary directory).",
         "",
     ]
     out += [
@@ -309,6 +316,18 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _fsync(cond: dict[str, Any], busy: dict[str, Any]) -> str:
+    if FSYNC not in cond:
+        return ""
+    fsync = cond[FSYNC]["by_label"][ALL]
+    return (
+        f"With `durability='fsync'` (the journal fsync'd every second by a background task, "
+        f"never in the call) the busy p50 / p99 are {fsync['p50']:.1f} / {fsync['p99']:.1f} us"
+        f" (against {busy[ALL]['p50']:.1f} / {busy[ALL]['p99']:.1f} us with the default, "
+        "os.write only)."
+    )
 
 
 def _lower(this: dict[str, Any], than: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import os
 import time
 from array import array
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.telemetry_stream import BASELINE_KINDS, CAPTURE_KINDS
+from bench.telemetry_stream import BASELINE_KINDS, CAPTURE_KINDS, JOURNAL_LINE
 from orb_learning import ExecutionRecord, LearningDatabase, SentenceTransformerEmbedder
 
 ns = time.perf_counter_ns
@@ -125,10 +126,15 @@ async def _nothing() -> None:
 
 
 async def produce(
-    capture: Any, calls: list[list[tuple[str, Any]]], samples: Samples, writer_state: Any
+    capture: Any,
+    calls: list[list[tuple[str, Any]]],
+    samples: Samples,
+    writer_state: Any,
+    line_fd: int,
 ) -> None:
     """Run the producers concurrently; each times every call around its ``await``
-    (perf_counter_ns) and yields to the event loop between calls, outside the timing."""
+    (perf_counter_ns) and yields to the event loop between calls, outside the timing.
+    ``line_fd``: an O_APPEND file beside the capture's journal, for the write baseline."""
 
     async def producer(share: list[tuple[str, Any]]) -> None:
         for kind, payload in share:
@@ -143,6 +149,10 @@ async def produce(
             elif kind == BASELINE_KINDS[2]:
                 t0 = ns()
                 ExecutionRecord(**payload)
+                t1 = ns()
+            elif kind == BASELINE_KINDS[3]:
+                t0 = ns()
+                os.write(line_fd, JOURNAL_LINE)
                 t1 = ns()
             else:
                 method = getattr(capture, CAPTURE_KINDS[kind])

@@ -102,19 +102,23 @@ class Bench:
         wait_all: bool,
         keep: bool = False,
         writer_idle: bool = False,
+        durability: str = "write",
     ) -> dict[str, Any]:
         """One TelemetryCapture on ``url``: the timed producers, then either every record
-        written (``wait_all``: the end-to-end time) or a prompt shutdown (the rest spooled
-        to a temporary file: only the caller's side is measured). ``writer_idle``: no batch
-        is due during the calls (batch_size above the task count, batch_timeout 1 h)."""
+        written (``wait_all``: the end-to-end time) or a prompt shutdown (the rest left in
+        its journal, in a temporary directory: only the caller's side is measured).
+        ``writer_idle``: no batch is due during the calls (batch_size above the task count,
+        batch_timeout 1 h). ``durability``: the capture's (``fsync``: every 1 s)."""
         db = TimedDatabase(url, embedder=embedder, keep_batches=keep)
         await db.initialize()
         spool = self.tmp / uuid.uuid4().hex / "spool.jsonl"
         size, timeout = (tasks + 1, 3600.0) if writer_idle else (self.args.batch_size, 5.0)
+        options = {} if durability == "write" else {"durability": durability}
         capture = TelemetryCapture(
-            None, db, batch_size=size, batch_timeout=timeout, spool_path=spool
+            None, db, batch_size=size, batch_timeout=timeout, spool_path=spool, **options
         )
         await capture.initialize()
+        line_fd = os.open(spool.parent / "baseline.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         while not capture.stats()["database_ready"]:
             await asyncio.sleep(0.01)
         await idle(embedder)
@@ -132,7 +136,7 @@ class Bench:
         try:
             with GcMonitor() as monitor:
                 t0, w0 = time.perf_counter(), ns()
-                await produce(capture, calls, samples, writer_state)
+                await produce(capture, calls, samples, writer_state, line_fd)
                 t_captured, w1 = time.perf_counter(), ns()
                 written_while_capturing = store.items
                 flushed = await capture.flush(self.args.flush_timeout) if wait_all else None
@@ -169,6 +173,7 @@ class Bench:
             if stats["records_written"] != tasks or not flushed:
                 log(f"WARNING: {stats['records_written']} written for {tasks} tasks")
         await capture.shutdown(timeout=30.0 if wait_all else 1.0)
+        os.close(line_fd)
         run["batches"] = db.batches
         await db.close()
         await idle(embedder)  # an encode running at the end: its span is needed too

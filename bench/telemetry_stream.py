@@ -21,7 +21,14 @@ CAPTURE_KINDS = {
     "outcome (execution_outcome)": "capture_execution_outcome",
     "outcome (pool result)": "capture_pool_execution_complete",
 }
-BASELINE_KINDS = ("clock pair alone", "await trivial coroutine", "ExecutionRecord(**fields)")
+BASELINE_KINDS = (
+    "clock pair alone",
+    "await trivial coroutine",
+    "ExecutionRecord(**fields)",
+    "os.write of a 400-byte line",
+)
+JOURNAL_LINE = b'{"q":1,"e":"orb_learning.pool_execution_start","r":1.0,"d":' + b"0" * 338 + b"}\n"
+"""What the last baseline writes: a line of the journal's size (a typical event's)."""
 
 
 class ModelTier(Enum):
@@ -199,5 +206,6 @@ def shares(tasks: Sequence[Task], producers: int) -> list[list[tuple[str, Any]]]
             (BASELINE_KINDS[0], None),
             (BASELINE_KINDS[1], None),
             (BASELINE_KINDS[2], task.record_fields),
+            (BASELINE_KINDS[3], None),
         ]
     return out

@@ -5,6 +5,9 @@ whether retrying can help: ``transient`` is True when the same call may succeed 
 unchanged (the server was unreachable or restarting, a serialization conflict, a statement
 timeout), and False when something must change first (the input, the schema, a setting, a
 privilege). :func:`orb_learning.retry.retry` retries exactly the transient ones.
+``rejects_input`` is True when the data itself was refused (a bad argument or record, a
+value or constraint the server refuses, a row past a server limit): the same call with
+other data can succeed, so a batch writer sets such records aside instead of waiting.
 
 The hierarchy (``docs/errors.md`` has the table)::
 
@@ -21,6 +24,7 @@ The hierarchy (``docs/errors.md`` has the table)::
     └── DatabaseError                         from PostgreSQL, with its SQLSTATE
         ├── DataError                         class 22: a value the server refuses
         ├── IntegrityError                    class 23: a constraint refused the row
+        ├── ProgramLimitError                 class 54: a row past a server limit
         ├── InsufficientPrivilegeError        42501: the role may not do this
         ├── QueryTimeoutError          (T)    command_timeout, or 57014 (canceled)
         ├── TransactionRetryError      (T)    40001 serialization, 40P01 deadlock
@@ -39,13 +43,16 @@ from typing import Any, ClassVar
 
 class OrbLearningError(Exception):
     """Root of every error raised by orb-learning; ``transient`` says whether the same call
-    may succeed if retried later, unchanged."""
+    may succeed if retried later, unchanged, ``rejects_input`` whether the data was refused."""
 
     transient: bool = False
+    rejects_input: bool = False
 
 
 class ArgumentError(OrbLearningError, ValueError):
     """An argument of a library call is invalid (named in the message)."""
+
+    rejects_input = True
 
 
 class InvalidRecordError(ArgumentError):
@@ -98,13 +105,22 @@ class DatabaseError(OrbLearningError):
 class DataError(DatabaseError):
     """The server refused a value (SQLSTATE class 22: out of range, invalid text...)."""
 
+    rejects_input = True
     sqlstate_classes = ("22",)
 
 
 class IntegrityError(DatabaseError):
     """A constraint of the schema rejected the data (class 23)."""
 
+    rejects_input = True
     sqlstate_classes = ("23",)
+
+
+class ProgramLimitError(DatabaseError):
+    """A row past a limit of the server (class 54: an index entry or a value too large)."""
+
+    rejects_input = True
+    sqlstate_classes = ("54",)
 
 
 class InsufficientPrivilegeError(DatabaseError):
@@ -143,6 +159,7 @@ class CommitOutcomeUnknownError(DatabaseUnavailableError):
 _CLASSES: tuple[type[DatabaseError], ...] = (
     DataError,
     IntegrityError,
+    ProgramLimitError,
     InsufficientPrivilegeError,
     QueryTimeoutError,
     TransactionRetryError,

@@ -25,6 +25,14 @@ Two paths, chosen per query from the planner's row estimate for the repo and tim
   If the scan ran out first (``hnsw.max_scan_tuples`` reached before enough rows passed a
   sparse filter) and the answer is short of ``k``, the query is answered again by the
   exact path: never fewer rows than the exact answer.
+* **check**: the walk can settle in a neighbouring group of similar executions and return
+  none of the exact ten (9 of 24 fresh builds of 30,000 rows grouped by task so answered
+  one of 60 queries). Each HNSW answer is checked against a random sample of the table
+  (:mod:`orb_learning.search_sample`, 4,096 rows re-read every 5 minutes): a sampled row
+  passing the filters, missing from the answer and more similar than its last row proves
+  it wrong, and the exact path answers. No query fell below recall 0.9 in the same builds;
+  it costs 0.16 ms a query (p50 1.01 against 0.85 ms at 30,000 rows, 1.05 against 0.88 at
+  100,000) and answered 0-0.8% of the queries exactly.
 
 Both paths compute the same cosine on the same stored vectors (half precision since
 revision 0008), so they rank rows identically.
@@ -50,6 +58,8 @@ from .store import RECORD_COLUMNS
 if TYPE_CHECKING:
     import asyncpg
     import numpy as np
+
+    from .search_sample import RowSample
 
 _SELECT = ", ".join(f'"{c}"' for c in RECORD_COLUMNS)
 _PREFIXED = ", ".join(f'n."{c}"' for c in RECORD_COLUMNS)
@@ -82,6 +92,8 @@ class SearchTuning:
     """Grow ef_search with the square root of the table's rows beyond ``REFERENCE_ROWS``
     (at a fixed ef_search, recall falls as the graph grows: pgvector with ef_search 200 at
     a million rows recalled what 100 did at 100,000)."""
+    check_sample_rows: int = 4_096
+    """Rows of the sample each HNSW answer is checked against (:class:`RowSample`; 0: none)."""
     halfvec_ef_factor: float = 2.0
     """Half-precision distances are coarser: on unstructured vectors (3,000 uniform random
     ones, tests/test_search.py) ef_search 100 found 8 of the exact 10 where full precision
@@ -130,12 +142,28 @@ class PlannerEstimates:
     EXPLAIN's estimate of the rows passing it. Each is read at most once a ``ttl`` (60 s):
     only ANALYZE (autovacuum's too), VACUUM and index builds change them, and a stale
     figure costs at most the slower path, never a wrong answer. Keeps the last
-    ``max_filters`` filters (repo and window) asked for."""
+    ``max_filters`` filters (repo and window) asked for, and the :class:`RowSample`."""
 
-    def __init__(self, ttl: float = 60.0, max_filters: int = 4096) -> None:
+    def __init__(
+        self, ttl: float = 60.0, max_filters: int = 4096, sample_ttl: float = 300.0
+    ) -> None:
         self._ttl = ttl
         self._max_filters = max_filters
         self._read: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        self._sample_ttl = sample_ttl
+        self._sample: tuple[RowSample, int] | None = None
+
+    async def sample(self, connection: asyncpg.Connection, rows: int) -> RowSample:
+        """About ``rows`` rows at random, read at most once a ``sample_ttl`` (300 s). A
+        stale sample costs at most an exact answer not needed (a row deleted or changed
+        since), never a wrong one."""
+        from .search_sample import read_sample  # numpy: only once a search runs
+
+        now = time.monotonic()
+        kept = self._sample
+        if kept is None or kept[1] != rows or now - kept[0].read_at >= self._sample_ttl:
+            kept = self._sample = (await read_sample(connection, rows, now), rows)
+        return kept[0]
 
     async def table_rows(self, connection: asyncpg.Connection) -> float:
         """Rows in the table (0 before its first ANALYZE)."""
@@ -215,9 +243,34 @@ async def find_similar(
     ):
         found = await connection.fetch(*_compile(_hnsw_sql(filters), values))
         rows = [_without_found(r) for r in found if r["task_id"] is not None]
-        if not _ran_out(len(rows), found[0]["found"], limit, candidates):
+        if not _ran_out(len(rows), found[0]["found"], limit, candidates) and not (
+            await _disproved(connection, query, rows, values, tuning, estimates)
+        ):
             return rows
     return [dict(row) for row in await connection.fetch(*_compile(_exact_sql(filters), values))]
+
+
+async def _disproved(
+    connection: asyncpg.Connection,
+    query: np.ndarray,
+    rows: list[dict[str, Any]],
+    values: dict[str, Any],
+    tuning: SearchTuning,
+    estimates: PlannerEstimates,
+) -> bool:
+    """Whether the sample holds a row the HNSW answer should have had: one passing the
+    filters, not in it, more similar than its last row (than the threshold if short)."""
+    if tuning.check_sample_rows <= 0:
+        return False
+    sample = await estimates.sample(connection, tuning.check_sample_rows)
+    full = len(rows) == values["limit"]
+    return sample.beats(
+        query,
+        rows[-1]["similarity"] if full else values["threshold"],
+        repo=values["repo"],
+        days_back=values["days_back"],
+        answered={r["task_id"] for r in rows},
+    )
 
 
 def _ran_out(answered: int, found: int, limit: int, candidates: int) -> bool:

@@ -126,6 +126,23 @@ def test_argument_errors_are_value_errors_and_never_transient() -> None:
     assert not SchemaNotReadyError("x").transient
 
 
+def test_errors_say_when_the_data_itself_was_refused() -> None:
+    refused = [
+        ArgumentError("x"),
+        DataError("x", sqlstate="22003"),
+        IntegrityError("x", sqlstate="23514"),
+        translate(asyncpg.ProgramLimitExceededError("index row size exceeds maximum")),
+    ]
+    assert all(e.rejects_input and not e.transient for e in refused)  # fmt: skip
+    not_the_data = [
+        SchemaNotReadyError("x"),
+        InsufficientPrivilegeError("x"),
+        DatabaseUnavailableError("x"),
+        QueryTimeoutError("x"),
+    ]
+    assert not any(e.rejects_input for e in not_the_data)  # fmt: skip
+
+
 async def test_retry_retries_transient_errors_only() -> None:
     calls: list[int] = []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,13 +12,14 @@ import pytest
 from orb_learning import ErrorType, ExecutionRecord
 from orb_learning.telemetry import (
     EXECUTION_OUTCOME,
+    FEEDBACK,
     POOL_EXECUTION_COMPLETE,
     POOL_EXECUTION_START,
     ROUTING_DECISION,
 )
 from orb_learning.telemetry.correlate import Correlator
 from orb_learning.telemetry.events import BadEvent, parse_half
-from orb_learning.telemetry.intake import precheck, snapshot
+from orb_learning.telemetry.intake import freeze, precheck
 from orb_learning.telemetry.jsonable import jsonable
 from tests.test_telemetry_support import ModelRouting, ModelTier
 
@@ -220,21 +222,68 @@ def test_a_pool_start_after_its_record_is_no_orphan_but_serves_a_rerun() -> None
     assert record.success is False and record.duration_seconds == pytest.approx(8.0)
 
 
-def test_the_callers_snapshot_copies_containers_and_keeps_objects() -> None:
-    router = ModelRouting(ModelTier.SMALL, "haiku", 0.4, 10, "easy")
-    files = ["a.py"]
-    event = {"task_id": "x", "routing": router, "task_data": {"files": files, "n": (1, [2])}}
-    copy = snapshot(event)
-    assert copy == event
-    assert copy["routing"] is router  # objects: by reference (documented)
-    files.append("b.py")
-    event["task_data"]["n"][1].append(3)  # type: ignore[index]
-    event["task_id"] = "y"
-    assert copy == {
-        "task_id": "x",
-        "routing": router,
-        "task_data": {"files": ["a.py"], "n": (1, [2])},
-    }
+def test_the_call_reads_the_whole_event_objects_included() -> None:
+    """The journaled text is the event as it was at the call: containers and objects (the
+    router's routing object, enums, datetimes, UUIDs) are read then, so a change made
+    afterwards reaches neither the store nor a replay; and the half parsed from that text
+    is the half the event itself makes."""
+    task_id = uuid.uuid4()
+
+    def event() -> dict[str, Any]:
+        router = ModelRouting(ModelTier.SMALL, "haiku", 0.4, 10, "easy")
+        task = {**TASK, "files": ["a.py"], "metadata": {"n": (1, [2]), "nul": "a\x00b"}}
+        return {"task_id": task_id, "routing": router, "timestamp": NOW, "task_data": task}
+
+    sent = event()
+    text = freeze(ROUTING_DECISION, sent)
+    sent["routing"].tier = ModelTier.LARGE
+    sent["task_data"]["files"].append("b.py")
+    sent["task_id"] = "changed"
+    data = json.loads(text)
+    assert data["task_id"] == str(task_id) and data["timestamp"] == NOW.isoformat()
+    assert data["routing"]["tier"] == "small" and data["routing"]["confidence"] == 0.4
+    assert data["task_data"]["files"] == ["a.py"]
+    assert data["task_data"]["metadata"] == {"n": [1, [2]], "nul": "a\x00b"}  # NUL kept
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    assert parse_half(ROUTING_DECISION, data, later).fields == (
+        parse_half(ROUTING_DECISION, event(), later).fields
+    )
+
+
+class Computed:
+    """A routing object whose fields are properties (no __dict__ entry for them)."""
+
+    __slots__ = ("_tier",)
+
+    def __init__(self) -> None:
+        self._tier = ModelTier.MEDIUM
+
+    @property
+    def tier(self) -> ModelTier:
+        return self._tier
+
+    @property
+    def confidence(self) -> float:
+        return 0.7
+
+
+def test_the_journaled_text_survives_what_json_does_not_know() -> None:
+    cyclic: dict[str, Any] = {"task_id": "t"}
+    cyclic["self"] = cyclic
+    text = freeze(EXECUTION_OUTCOME, {**cyclic, "success": True, "nan": float("nan")})
+    data = json.loads(text)
+    assert data["success"] is True and data["nan"] != data["nan"]  # NaN read back
+    assert isinstance(data["self"]["self"], dict)  # cut at a depth, not an error
+    keyed = json.loads(freeze(EXECUTION_OUTCOME, {"task_id": "t", uuid.UUID(int=1): 2}))
+    assert keyed[str(uuid.UUID(int=1))] == 2
+    routing = json.loads(freeze(ROUTING_DECISION, {"task_id": "t", "routing": Computed()}))
+    assert routing["routing"] == {"tier": "medium", "confidence": 0.7}
+    error = json.loads(freeze(EXECUTION_OUTCOME, {"task_id": "t", "error": TimeoutError()}))
+    assert error["error"] == "TimeoutError"
+    first = json.loads(freeze(FEEDBACK, {"task_id": "t", "rating": 3}))
+    assert uuid.UUID(first["feedback_id"])  # given one, so that a replay is no new feedback
+    given = {"task_id": "t", "rating": 3, "feedback_id": str(uuid.UUID(int=5))}
+    assert json.loads(freeze(FEEDBACK, given)) == given
 
 
 @pytest.mark.parametrize(

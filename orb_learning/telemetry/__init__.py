@@ -58,9 +58,12 @@ plainly malformed (not a mapping, no task_id or one that is neither a UUID nor a
 routing decision without ``routing``, an outcome without ``success`` or ``status``); the
 rest is validated right behind the call, on the event loop (see :mod:`.intake`).
 
-The event is snapshotted at the call: its dict and the dicts, lists, tuples and sets in it
-are copied, so the caller may reuse or change them afterwards; other objects (a routing
-object, enums) are read later and must not be changed after the call.
+The event is read at the call, all of it (dicts, lists, a router's routing object by its
+public attributes, enums by value, datetimes), into the JSON text the journal keeps: the
+caller may reuse or change any of it afterwards. Once a capture call has returned, its
+event survives a crash of the process (see :mod:`.journal` for a crash of the machine, and
+``durability="fsync"``); ``shutdown()`` returns a :class:`ShutdownReport` of what it left
+where, by its timeout.
 """
 
 from __future__ import annotations
@@ -77,8 +80,9 @@ from .bus import (
     MessageBus,
 )
 from .capture import TelemetryCapture
+from .lifecycle import ShutdownReport
 from .spool import DEFAULT_SPOOL_PATH
-from .writer import EXECUTION_RECORD
+from .storing import EXECUTION_RECORD
 
 __all__ = [
     "DEFAULT_SPOOL_PATH",
@@ -92,5 +96,6 @@ __all__ = [
     "Handler",
     "InProcessMessageBus",
     "MessageBus",
+    "ShutdownReport",
     "TelemetryCapture",
 ]

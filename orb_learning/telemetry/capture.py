@@ -1,12 +1,13 @@
 """``TelemetryCapture``: the orchestrator's events in, execution records out, none lost.
 
-A capture call checks the event's shape, snapshots it and puts it in an inbox, then
-returns: it never waits on the database, the embedding model or the disk, and does not
-validate records (see :mod:`.intake`). Right behind it, on the loop, each event is
-validated, correlated and queued; background tasks do the rest: connecting (retried while
-the server is down), embedding and writing batches, spooling what memory cannot hold, and
-turning halves that never meet into dead letters. See :mod:`orb_learning.telemetry`
-for the events' keys.
+A capture call checks the event's shape, reads it into JSON text and appends that to the
+journal (one ``os.write``: durable against a crash of the process once the call returns,
+see :mod:`.journal`) and to an inbox, then returns: it never waits on the database, the
+embedding model or the disk's flushing, and does not validate records (see :mod:`.intake`).
+Right behind it, on the loop, each event is validated, correlated and queued; background
+tasks do the rest: connecting (retried while the server is down), embedding and writing
+batches, spooling what memory cannot hold, and turning halves that never meet into dead
+letters. See :mod:`orb_learning.telemetry` for the events' keys.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from ..database import LearningDatabase
 from ..dead_letters import DeadLetter
+from ..retry import Backoff
 from .bus import (
     EVENT_TYPES,
     EXECUTION_OUTCOME,
@@ -30,19 +32,22 @@ from .bus import (
     ROUTING_DECISION,
     MessageBus,
 )
-from .correlate import BOTH, OUTCOME, ROUTING, START, Correlator
+from .correlate import Correlator
+from .counters import CaptureCounters
 from .events import BadEvent, parse_time
 from .intake import Intake
-from .pipeline import Buffer, Counters, Spooler, connect
+from .journal import Durability, Journal
+from .lifecycle import ShutdownReport, carry_forward, finish, replay
+from .pipeline import Buffer, Counters, Entry, Spooler, connect
 from .spool import DEFAULT_SPOOL_PATH, Spool
 from .writer import Writer
 
-__all__ = ["TelemetryCapture"]
+__all__ = ["ShutdownReport", "TelemetryCapture"]
 
 logger = logging.getLogger("orb_learning.telemetry")
 
 
-class TelemetryCapture:
+class TelemetryCapture(CaptureCounters):
     """Capture routing decisions, pool executions, outcomes and feedback into the store.
 
     ``database`` defaults to ``LearningDatabase()`` (closed by ``shutdown()``); a database
@@ -52,8 +57,16 @@ class TelemetryCapture:
     the spool at ``spool_path`` takes the rest. ``orphan_ttl``: seconds a half waits for
     its other half before it becomes a dead letter. ``feedback_wait``: seconds feedback
     for a task not (yet) stored is retried. ``max_backoff``: the longest pause between
-    two attempts to reach the server. ``shutdown_timeout``: how long ``shutdown()`` keeps
-    writing before it spools the rest.
+    two attempts to reach the server. ``shutdown_timeout``: how long ``shutdown()`` takes
+    at most. ``recheck_interval``: seconds between attempts after an error no retry fixes
+    (schema not migrated, a missing privilege, the model's files): nothing is dropped
+    meanwhile, see :mod:`.storing`.
+
+    Every event is journaled before its capture call returns (see :mod:`.journal`):
+    ``durability="write"`` (the default) survives a crash of the process; a crash of the
+    machine can lose the events of the last ~35 s (what the kernel had not written back).
+    ``durability="fsync"`` fsyncs the journal every ``fsync_interval`` seconds in the
+    background (never in the call): a machine crash then loses at most that interval.
     """
 
     def __init__(
@@ -69,23 +82,39 @@ class TelemetryCapture:
         feedback_wait: float = 60.0,
         max_backoff: float = 5.0,
         shutdown_timeout: float = 10.0,
+        durability: Durability = "write",
+        fsync_interval: float = 1.0,
+        recheck_interval: float = 60.0,
     ) -> None:
         if batch_size < 1 or queue_size < 1:
             raise ValueError("batch_size and queue_size must be at least 1")
-        if min(batch_timeout, orphan_ttl, feedback_wait, max_backoff, shutdown_timeout) <= 0:
-            raise ValueError("timeouts, TTLs and backoffs must be positive")
+        timeouts = (batch_timeout, orphan_ttl, feedback_wait, max_backoff, shutdown_timeout)
+        if min(*timeouts, fsync_interval, recheck_interval) <= 0:
+            raise ValueError("timeouts, TTLs, intervals and backoffs must be positive")
+        if durability not in ("write", "fsync"):
+            raise ValueError(f"durability must be 'write' or 'fsync', not {durability!r}")
         self.message_bus = message_bus
         self._owns_database = database is None
         # Settings from the environment (server, model, backend); the database keeps its
         # embedder across retried initialize() calls.
         self.database = database or LearningDatabase()
         self._counters = Counters()
-        self._buffer = Buffer(queue_size, batch_size)
+        self._buffer = Buffer(queue_size, batch_size, self._counters)
         self._correlator = Correlator(orphan_ttl)
-        self._intake = Intake(self._correlator, self._buffer, self._counters, self._dead_letter)
         self._spool = Spool(spool_path if spool_path is not None else DEFAULT_SPOOL_PATH)
-        self._spooler = Spooler(self._buffer, self._spool)
+        self._journal = Journal(
+            self._spool.directory,
+            self._spool.stem,
+            durability=durability,
+            fsync_interval=fsync_interval,
+        )
+        self._intake = Intake(
+            self._correlator, self._buffer, self._counters, self._dead_letter, self._journal
+        )
+        self._spooler = Spooler(self._buffer, self._spool, self._journal.settle)
         self._ready = asyncio.Event()
+        self._backoff = Backoff(initial=min(0.1, max_backoff), maximum=max_backoff)
+        self._recheck = recheck_interval
         self._writer = Writer(
             self.database,
             self._buffer,
@@ -93,15 +122,18 @@ class TelemetryCapture:
             self._spooler,
             self._counters,
             self._ready,
+            self._journal.settle,
             batch_timeout=batch_timeout,
-            max_backoff=max_backoff,
+            backoff=self._backoff,
+            recheck=recheck_interval,
             feedback_wait=feedback_wait,
         )
-        self._max_backoff = max_backoff
         self._shutdown_timeout = shutdown_timeout
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._state = "new"
         self._stopping = False
+        self._stopped = asyncio.Event()
+        self._report: ShutdownReport | None = None
 
     @property
     def spool_path(self) -> os.PathLike[str]:
@@ -110,31 +142,55 @@ class TelemetryCapture:
     # -- lifecycle -------------------------------------------------------------------
 
     async def initialize(self) -> None:
-        """Take the spool, re-feed what a previous run left, start the background tasks
-        and subscribe to the bus. Never fails because the database is down."""
+        """Take the spool, replay what a previous run left (the journal's events first,
+        then the spool), start the background tasks and subscribe to the bus. Never fails
+        because the database is down."""
         if self._state != "new":
             return
         self._state = "starting"
         try:
             await self._spool.lock()
             on_disk, pending = await self._spool.scan()
+            leftovers = await self._spool.call(self._journal.load)
         except BaseException:
             self._state = "new"
             raise
-        if on_disk or pending:  # older than anything captured yet: keep the order
-            self._buffer.on_disk += on_disk
-            self._buffer.overflow.extendleft(reversed(self._buffer.queue))
-            self._buffer.queue.clear()
-            self._buffer.spooling = True  # the writer replays, then deletes, the leftovers
-        for event in pending:
+        intake, buffer = self._intake, self._buffer
+        early = list(intake.inbox), list(buffer.queue)  # captured before: newer than all
+        intake.inbox.clear()
+        buffer.queue.clear()
+        self._writer.newer = replay(intake, buffer, leftovers)
+        if on_disk or pending:
+            buffer.on_disk += on_disk
+            buffer.spooling = True  # the writer replays, then deletes, the leftovers
+            buffer.overflow.extendleft(reversed(early[1]))
+        else:
+            buffer.queue.extend(early[1])
+        intake.inbox.extend(early[0])
+        for event in pending:  # a previous version's unmatched halves
             try:
                 received_at = parse_time(event.get("received_at"), datetime.now(UTC))
             except BadEvent:
                 received_at = None
             self._capture(str(event.get("event_type")), event.get("data"), received_at)
-        if on_disk or pending:
-            logger.info("replaying %d spooled items, %d pending events", on_disk, len(pending))
-        self._start("connect", connect(self.database, self._ready, self._max_backoff))
+        if leftovers or on_disk or pending:
+            logger.info(
+                "replaying %d journaled events, %d spooled items, %d pending events",
+                len(leftovers),
+                on_disk,
+                len(pending),
+            )
+        self._journal.start()
+        self._start(
+            "connect",
+            connect(
+                self.database,
+                self._ready,
+                self._counters,
+                backoff=self._backoff,
+                recheck=self._recheck,
+            ),
+        )
         self._start("writer", self._writer.run())
         self._start("spooler", self._spooler.run())
         self._start("sweeper", self._sweep())
@@ -162,14 +218,25 @@ class TelemetryCapture:
         finally:
             self._writer.hurry = False
 
-    async def shutdown(self, timeout: float | None = None) -> None:
-        """Store what can be stored within ``timeout`` seconds (default
-        ``shutdown_timeout``), spool the rest, unmatched halves included, and stop."""
+    async def shutdown(self, timeout: float | None = None) -> ShutdownReport:
+        """Store what can be stored, keep the rest for the next start, and stop; returns
+        by ``timeout`` seconds (default ``shutdown_timeout``) whatever the disk and the
+        server do. Kept for the next start: what the journal holds (all of whose events
+        are journaled), else in the spool; what neither the database nor the disk takes
+        is stored as dead letters if the database answers, else lost: counted in the
+        report, ``stats()`` and one log line at ERROR."""
         if self._stopping:
-            return
+            await self._stopped.wait()
+            assert self._report is not None
+            return self._report
         self._stopping = True
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self._shutdown_timeout if timeout is None else timeout)
+        total = self._shutdown_timeout if timeout is None else max(0.0, timeout)
+        end = loop.time() + total
+        # Writing as usual until ``deadline``; then keeping the rest (spool, dead letters)
+        # until ``last``; then closing files and the database.
+        deadline, last = end - min(3.0, total * 0.3), end - min(0.5, total * 0.05)
+        reasons: list[str] = []
         drain = getattr(self.message_bus, "drain", None)
         if callable(drain):  # events already published are captured, not lost
             with contextlib.suppress(TimeoutError):
@@ -182,37 +249,73 @@ class TelemetryCapture:
             await self._spool.scan()
         await self._stop("sweeper")
         self._writer.drain()
-        writer = self._tasks.get("writer")
-        if writer is not None:
-            done, _ = await asyncio.wait([writer], timeout=max(0.0, deadline - loop.time()))
-            if not done:
-                await self._stop("writer")
+        cut = not await self._wait("writer", deadline)
+        if cut:
+            reasons.append(f"the shutdown timeout ({total:g} s) cut the writing short")
         self._spooler.stop()
-        if "spooler" in self._tasks:
-            await self._tasks["spooler"]
-        else:
-            await self._spooler.run()
-        await self._spool_the_rest(first=was_started)
+        if "spooler" not in self._tasks:
+            self._start("spooler", self._spooler.run())
+        await self._wait("spooler", deadline)
+        self._explain(reasons)
+        report = await finish(
+            writer=self._writer,
+            buffer=self._buffer,
+            correlator=self._correlator,
+            spool=self._spool,
+            journal=self._journal,
+            database=self.database,
+            counters=self._counters,
+            ready=self._ready,
+            deadline=last,
+            reasons=reasons,
+            cut=cut,
+        )
         await self._stop("connect")
-        await self._spool.close()
+        await self._journal.close(end - loop.time())
+        await self._spool.close(max(0.01, end - loop.time()))
         if self._owns_database:
-            await self.database.close()
-        stats = self.stats()
-        logger.info("telemetry capture stopped: %s", stats)
+            try:
+                await asyncio.wait_for(self.database.close(), max(0.01, end - loop.time()))
+            except Exception as exc:  # a timeout included: the report matters more
+                logger.warning("closing the database at shutdown: %r", exc)
+        self._report = report
+        self._stopped.set()
+        if report.lost:
+            logger.error(
+                "telemetry capture stopped, %d items or events LOST (%s); %d stored, %d "
+                "spooled and %d items + %d halves in the journal for the next start",
+                report.lost,
+                "; ".join(report.reasons),
+                report.records_stored,
+                report.spooled,
+                report.in_journal,
+                report.halves_in_journal,
+            )
+        else:
+            logger.info("telemetry capture stopped: %s", report)
+        return report
 
-    async def _spool_the_rest(self, *, first: bool) -> None:
-        """What memory holds was captured before what the spool holds (``first``): it is
-        written as the segment replayed first. Unmatched halves go last."""
-        writer, buffer = self._writer, self._buffer
-        items = [*writer.in_flight, *buffer.queue, *(i for _, i in writer.retries), *writer.letters]
-        writer.in_flight, writer.retries, writer.letters = [], [], []
-        buffer.queue.clear()
-        await (self._spool.write_first(items) if first else self._spool.append(items))
-        halves = self._correlator.take_all()
-        await self._spool.append(halves)
-        buffer.on_disk += len(items)
-        if items or halves:
-            logger.info("spooled %d items and %d unmatched events", len(items), len(halves))
+    def _explain(self, reasons: list[str]) -> None:
+        if self._counters.database_error is not None:
+            reasons.append(f"the database refused to work: {self._counters.database_error}")
+        elif not self._ready.is_set():
+            reasons.append("the database could not be reached")
+        if self._journal.not_journaled:
+            why = self._journal.last_error or "captured before initialize()"
+            reasons.append(f"{self._journal.not_journaled} events could not be journaled ({why})")
+        if self._buffer.spool_error is not None:
+            reasons.append(f"the spool could not be written: {self._buffer.spool_error}")
+
+    async def _wait(self, name: str, deadline: float) -> bool:
+        """Until the task ends, or the deadline: then cancel it. Whether it ended."""
+        task = self._tasks.get(name)
+        if task is None:
+            return True
+        remaining = deadline - asyncio.get_running_loop().time()
+        done, _ = await asyncio.wait([task], timeout=max(0.0, remaining))
+        if not done:
+            await self._stop(name)
+        return bool(done)
 
     def _start(self, name: str, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work, name=f"orb-telemetry-{name}")
@@ -231,8 +334,9 @@ class TelemetryCapture:
         interval = min(max(self._correlator.ttl / 4, 0.05), 30.0)
         while True:
             await asyncio.sleep(interval)
-            for letter in self._correlator.expire(datetime.now(UTC)):
-                self._dead_letter(letter)
+            for letter, halves in self._correlator.expire_halves(datetime.now(UTC)):
+                self._dead_letter(letter, tuple(h.seq for h in halves))
+            carry_forward(self._journal, self._correlator)
 
     # -- capture -----------------------------------------------------------------------
 
@@ -260,85 +364,10 @@ class TelemetryCapture:
         """The caller's side: shape checks, snapshot, inbox; never raises, never waits."""
         self._intake.capture(event_type, data, received_at)
 
-    def _dead_letter(self, letter: DeadLetter) -> None:
+    def _dead_letter(self, letter: DeadLetter, seqs: tuple[int | None, ...]) -> None:
         self._counters.dead_letters += 1
         logger.warning("dead letter for task %s: %s", letter.task_id, letter.reason)
-        self._buffer.put(letter)
-
-    # -- counters ----------------------------------------------------------------------
-    # Each first checks what is still in the inbox (see .intake): a counter read right
-    # after a capture call counts that event, as if it had been checked during the call.
-
-    @property
-    def routing_decisions_waiting(self) -> int:
-        """Routing decisions waiting for their outcome."""
-        self._intake.check()
-        return self._correlator.counts[ROUTING]
-
-    @property
-    def outcomes_waiting(self) -> int:
-        """Outcomes (or pool completions) waiting for their routing decision."""
-        self._intake.check()
-        return self._correlator.counts[OUTCOME]
-
-    @property
-    def records_queued(self) -> int:
-        """Items in memory on their way to the store (the batches being embedded and
-        written included)."""
-        self._intake.check()
-        return len(self._buffer.queue) + len(self._writer.in_flight)
-
-    @property
-    def records_spooled(self) -> int:
-        """Items beyond the memory bound: in the spool, or about to be appended to it."""
-        self._intake.check()
-        return self._buffer.spooled
-
-    @property
-    def events_rejected(self) -> int:
-        """Events refused: by the call's shape checks, or by the full validation right
-        behind the call."""
-        self._intake.check()
-        return self._counters.rejected
-
-    @property
-    def dead_letters(self) -> int:
-        """Dead letters made since start (orphans, rejected records, unknown feedback)."""
-        self._intake.check()
-        return self._counters.dead_letters
-
-    @property
-    def records_written(self) -> int:
-        """Executions stored since start."""
-        return self._counters.written
-
-    def get_routing_decisions_count(self) -> int:
-        """The first version's name for :attr:`routing_decisions_waiting`."""
-        return self.routing_decisions_waiting
-
-    def get_execution_outcomes_count(self) -> int:
-        """The first version's name for :attr:`outcomes_waiting`."""
-        return self.outcomes_waiting
-
-    def stats(self) -> dict[str, Any]:
-        """Every counter at once (for logs, health checks and benchmarks)."""
-        self._intake.check()
-        counts = self._correlator.counts
-        return {
-            "routing_decisions_waiting": counts[ROUTING],
-            "outcomes_waiting": counts[OUTCOME],
-            "pool_starts_waiting": counts[START],
-            "waiting_for_pool_start": counts[BOTH],
-            "records_queued": self.records_queued,
-            "records_spooled": self.records_spooled,
-            "events_rejected": self._counters.rejected,
-            "dead_letters": self._counters.dead_letters,
-            "dead_letters_written": self._counters.dead_letters_written,
-            "records_written": self._counters.written,
-            "feedback_written": self._counters.feedback_written,
-            "feedback_waiting": len(self._writer.retries),
-            "database_ready": self._ready.is_set(),
-        }
+        self._buffer.put(Entry(letter, seqs), front=self._intake.replaying)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -8,6 +8,7 @@ vanishes silently, as the first version's unmatched items did.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -71,22 +72,33 @@ class Correlator:
     def add(self, half: Half) -> ExecutionRecord | DeadLetter | None:
         """Take one half; return the record when the task is complete (or a dead letter
         when its halves, each valid, cannot make a record together)."""
+        return self.take(half)[0]
+
+    def take(self, half: Half) -> tuple[ExecutionRecord | DeadLetter | None, list[Half]]:
+        """:meth:`add`, and the halves done with: those the result was made of, or those
+        dropped (a late pool start kept aside, a half replaced by a newer one of its kind)."""
         task_id = half.task_id
         entry = self._pending.get(task_id)
         if entry is None and half.event_type == POOL_EXECUTION_START and task_id in self._done:
             self._late[task_id] = half  # not an orphan: kept only in case the task reruns
-            return None
+            return None, [half]
+        done: list[Half] = []
         if entry is None:
             entry = self._pending[task_id] = Pending(start=self._late.pop(task_id, None))
         else:
             self.counts[entry.state] -= 1
         if half.event_type == ROUTING_DECISION:
-            entry.routing = half
+            replaced, entry.routing = entry.routing, half
         elif half.event_type == POOL_EXECUTION_START:
-            entry.start = half
+            replaced, entry.start = entry.start, half
         else:
-            entry.outcome = half
-        return self._settle(task_id, entry)
+            replaced, entry.outcome = entry.outcome, half
+        if replaced is not None:
+            done.append(replaced)
+        result = self._settle(task_id, entry)
+        if result is not None:
+            done += entry.halves()
+        return result, done
 
     def _settle(self, task_id: UUID, entry: Pending) -> ExecutionRecord | DeadLetter | None:
         if entry.routing is None or entry.outcome is None:
@@ -111,14 +123,20 @@ class Correlator:
 
     def expire(self, now: datetime) -> list[DeadLetter]:
         """Give up on the tasks first seen ``ttl`` seconds ago or more."""
+        return [letter for letter, _ in self.expire_halves(now)]
+
+    def expire_halves(self, now: datetime) -> list[tuple[DeadLetter, list[Half]]]:
+        """:meth:`expire`, each letter with the halves it was made of."""
         limit = now - timedelta(seconds=self.ttl)
         expired = [(t, e) for t, e in self._pending.items() if e.first_seen <= limit]
-        letters: list[DeadLetter] = []
+        letters: list[tuple[DeadLetter, list[Half]]] = []
         for task_id, entry in expired:
             del self._pending[task_id]
             self.counts[entry.state] -= 1
-            events = [h.as_event() for h in entry.halves()]
-            letters.append(DeadLetter(task_id, self._reason(entry), events, entry.first_seen))
+            halves = entry.halves()
+            events = [h.as_event() for h in halves]
+            letter = DeadLetter(task_id, self._reason(entry), events, entry.first_seen)
+            letters.append((letter, halves))
         while self._done and next(iter(self._done.values())) <= limit:
             self._done.popitem(last=False)
         for task_id in [t for t, h in self._late.items() if h.received_at <= limit]:
@@ -133,6 +151,22 @@ class Correlator:
             START: f"pool start without routing decision or outcome {after}",
             BOTH: f"outcome without duration and no pool start {after}",
         }[entry.state]
+
+    def pending(self) -> dict[UUID, list[Half]]:
+        """The halves waiting, by task, each task's in arrival order."""
+        return {
+            t: sorted(e.halves(), key=lambda h: h.received_at) for t, e in self._pending.items()
+        }
+
+    def renumber(self, task_id: UUID, seqs: dict[int, int]) -> None:
+        """The task's halves were written to the journal again: their new seqs."""
+        entry = self._pending.get(task_id)
+        if entry is None:
+            return
+        for name in ("routing", "start", "outcome"):
+            half = getattr(entry, name)
+            if half is not None and half.seq in seqs:
+                setattr(entry, name, dataclasses.replace(half, seq=seqs[half.seq]))
 
     def take_all(self) -> list[Half]:
         """Every pending half, in arrival order, and forget them (for the spool); late

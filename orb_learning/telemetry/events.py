@@ -43,8 +43,9 @@ class Half:
     event_type: str
     task_id: uuid.UUID
     received_at: datetime
-    data: dict[str, Any]  # the event as captured (a snapshot, see intake.snapshot)
+    data: dict[str, Any]  # the event as captured (its journaled form, see intake)
     fields: dict[str, Any]
+    seq: int | None = None  # its line in the journal (None: not journaled)
 
     def as_event(self) -> dict[str, Any]:
         """The raw event as dead letters and the spool keep it (made JSON-safe here, only
@@ -251,7 +252,7 @@ def _start_fields(data: Mapping[str, Any], received_at: datetime) -> dict[str, A
     return checked
 
 
-def parse_half(event_type: str, data: Any, received_at: datetime) -> Half:
+def parse_half(event_type: str, data: Any, received_at: datetime, seq: int | None = None) -> Half:
     """Validate one routing decision, pool start, pool completion or outcome."""
     if not isinstance(data, Mapping):
         raise BadEvent(f"an event must be a mapping, not {_kind(data)}")
@@ -265,7 +266,7 @@ def parse_half(event_type: str, data: Any, received_at: datetime) -> Half:
     else:
         raise BadEvent(f"unknown event type {event_type!r}")
     raw = data if isinstance(data, dict) else dict(data)
-    return Half(event_type, task_id, received_at, raw, fields)
+    return Half(event_type, task_id, received_at, raw, fields, seq)
 
 
 def parse_feedback(data: Any, received_at: datetime) -> tuple[FeedbackRecord, dict[str, Any]]:
