@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from orb_learning.embeddings import SentenceTransformerEmbedder, onnx_backend, onnx_export
-from orb_learning.embeddings import model as model_module
+from orb_learning.embeddings import model_files
 from orb_learning.sample import generate
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ class TorchInt8:
 
 
 def _directory() -> Path:
-    return model_module._local_directory(model_module._model_source(None), "all-MiniLM-L6-v2")
+    return model_files.local_directory(model_files.model_source(None), "all-MiniLM-L6-v2")
 
 
 def set_batch_size(embedder: Any, batch_size: int) -> None:

@@ -27,8 +27,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from .views import PUBLIC_ROLLUPS as SEALED_ROLLUPS
-from .views import PUBLIC_VIEWS as SEALED_VIEWS
+from .catalog import PUBLIC_ROLLUPS as SEALED_ROLLUPS
+from .catalog import PUBLIC_VIEWS as SEALED_VIEWS
 
 if TYPE_CHECKING:
     import asyncpg

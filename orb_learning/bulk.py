@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import asyncpg
     import numpy as np
 
-    from .database import LearningDatabase
+    from .sources import ConnectionSource, RecordStore
     from .store import RecordInput
 
 VECTOR_INDEX = "idx_executions_embedding_hnsw"
@@ -96,7 +96,7 @@ async def build_vector_index(
     return time.perf_counter() - started
 
 
-async def ensure_vector_index(db: LearningDatabase, **build: Any) -> bool:
+async def ensure_vector_index(db: ConnectionSource, **build: Any) -> bool:
     """Build the HNSW index if a killed bulk load left it dropped; True if it was built."""
     async with db.connection() as connection:
         present = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", VECTOR_INDEX)
@@ -108,7 +108,7 @@ async def ensure_vector_index(db: LearningDatabase, **build: Any) -> bool:
 
 @asynccontextmanager
 async def deferred_vector_index(
-    db: LearningDatabase,
+    db: ConnectionSource,
     *,
     maintenance_work_mem: str = "2GB",
     parallel_workers: int = 2,
@@ -135,7 +135,7 @@ async def deferred_vector_index(
 
 
 async def bulk_load(
-    db: LearningDatabase,
+    db: RecordStore,
     batches: Iterable[Batch],
     *,
     maintenance_work_mem: str = "2GB",
@@ -155,7 +155,7 @@ async def bulk_load(
     return stats
 
 
-async def prewarm(db: LearningDatabase, *, table: bool = False) -> dict[str, int]:
+async def prewarm(db: ConnectionSource, *, table: bool = False) -> dict[str, int]:
     """Load the HNSW index (and the table when ``table``) into shared buffers; return the
     blocks read per relation. Creates the ``pg_prewarm`` extension if it is missing, which
     needs the right to (a superuser, or ``rds_superuser``-like roles on managed servers)."""

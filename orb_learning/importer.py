@@ -51,7 +51,7 @@ from .models import ErrorType, ExecutionRecord
 if TYPE_CHECKING:
     import numpy as np
 
-    from .database import LearningDatabase
+    from .sources import RecordStore
 
 logger = logging.getLogger("orb_learning")
 Progress = Callable[[int, int], None]
@@ -112,7 +112,7 @@ class _InvalidRow(ValueError):
 
 
 async def import_duckdb(
-    db: LearningDatabase,
+    db: RecordStore,
     path: str | Path,
     *,
     batch_size: int = 1000,
@@ -210,7 +210,7 @@ def _select(columns: Sequence[str], types: dict[str, str]) -> str:
 
 
 async def _import_batch(
-    db: LearningDatabase,
+    db: RecordStore,
     rows: list[dict[str, Any]],
     types: dict[str, str],
     summary: ImportSummary,

@@ -40,7 +40,7 @@ from .bulk import NO_TIMEOUT, VECTOR_INDEX
 if TYPE_CHECKING:
     import asyncpg
 
-    from .database import LearningDatabase
+    from .sources import ConnectionSource
 
 logger = logging.getLogger("orb_learning")
 REBUILD_FRACTION = 0.01
@@ -103,7 +103,7 @@ def rebuild_fraction(table_rows: float) -> float:
 
 
 async def after_delete(
-    db: LearningDatabase,
+    db: ConnectionSource,
     *,
     deleted_rows: int,
     rebuild: bool | None = None,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .catalog import CURRENT_VIEWS
 from .errors import (
     ConfigurationError,
     DatabaseError,
@@ -29,7 +30,6 @@ from .errors import (
 )
 from .retry import Backoff
 from .routines import REFRESH_FUNCTION
-from .views import CURRENT_VIEWS
 
 if TYPE_CHECKING:
     import asyncpg

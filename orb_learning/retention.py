@@ -53,7 +53,7 @@ from .schema import executions as executions_table
 if TYPE_CHECKING:
     import asyncpg
 
-    from .database import LearningDatabase
+    from .sources import ConnectionSource
 
 logger = logging.getLogger("orb_learning")
 BATCH_SIZE = 5000
@@ -110,7 +110,7 @@ class Retention:
 
     def __init__(
         self,
-        db: LearningDatabase,
+        db: ConnectionSource,
         *,
         days_to_keep: int = 90,
         archive_path: str | os.PathLike[str] | None = None,
@@ -354,7 +354,7 @@ def _fsync_directory(directory: Path) -> None:
 
 
 async def cleanup_old_executions(
-    db: LearningDatabase,
+    db: ConnectionSource,
     days_to_keep: int = 90,
     archive_path: str | os.PathLike[str] | None = None,
     *,

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ._ddl import MaterializedView, literal
 from .views import (
     POOL_PERFORMANCE_ALL_REPOS_V1,
     POOL_PERFORMANCE_V1,
     SOLUTION_PATTERNS_V1,
     TIER_PERFORMANCE_ALL_REPOS_V1,
     TIER_PERFORMANCE_V1,
-    MaterializedView,
-    _literal,
 )
 
 
@@ -61,10 +60,10 @@ class SealedView:
             return self.merged.create_statements()
         statements = [
             f"CREATE VIEW {self.name} AS\n{self.select}",
-            f"COMMENT ON VIEW {self.name} IS {_literal(self.comment)}",
+            f"COMMENT ON VIEW {self.name} IS {literal(self.comment)}",
         ]
         statements += [
-            f"COMMENT ON COLUMN {self.name}.{column} IS {_literal(text)}"
+            f"COMMENT ON COLUMN {self.name}.{column} IS {literal(text)}"
             for column, text in self.column_comments.items()
         ]
         return statements

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import migrations
+from .catalog import CURRENT_VIEWS, PUBLIC_VIEWS
 from .history_marks import MARK_FUNCTION
 from .routines import REFRESH_FUNCTION
 from .schema import executions, metadata
-from .views import CURRENT_VIEWS, PUBLIC_VIEWS
 
 EMBEDDING_TYPE = str(executions.c.embedding.type).lower()
 

@@ -9,48 +9,9 @@ versioned :class:`MaterializedView` and a migration that replaces the old one (A
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-
-@dataclass(frozen=True)
-class MaterializedView:
-    """A materialized view with the unique index that REFRESH ... CONCURRENTLY needs."""
-
-    name: str
-    select: str
-    unique_columns: tuple[str, ...]
-    comment: str
-    column_comments: dict[str, str] = field(default_factory=dict)
-    indexes: tuple[tuple[str, str], ...] = ()
-    """Further (non-unique) indexes: (name, column list)."""
-
-    @property
-    def unique_index(self) -> str:
-        return f"uq_{self.name}"
-
-    def create_statements(self) -> list[str]:
-        """DDL creating the view, its unique index and its comments (no user values)."""
-        columns = ", ".join(self.unique_columns)
-        statements = [
-            f"CREATE MATERIALIZED VIEW {self.name} AS\n{self.select}",
-            f"CREATE UNIQUE INDEX {self.unique_index} ON {self.name} ({columns})",
-            *(f"CREATE INDEX {name} ON {self.name} ({cols})" for name, cols in self.indexes),
-            f"COMMENT ON MATERIALIZED VIEW {self.name} IS {_literal(self.comment)}",
-        ]
-        statements += [
-            f"COMMENT ON COLUMN {self.name}.{column} IS {_literal(text)}"
-            for column, text in self.column_comments.items()
-        ]
-        return statements
-
-    def drop_statement(self) -> str:
-        return f"DROP MATERIALIZED VIEW IF EXISTS {self.name}"
-
-
-def _literal(text: str) -> str:
-    """Quote a constant of this module as an SQL string literal (DDL takes no parameters)."""
-    return "'" + text.replace("'", "''") + "'"
-
+from ._ddl import MaterializedView
 
 _ADDITIVE_COMMENTS = {
     "sum_duration": "Sum of duration_seconds (additive: divide by the count for a window)",
@@ -267,17 +228,3 @@ VIEWS_0006: tuple[MaterializedView, ...] = (
     SOLUTION_PATTERNS_V2,
 )
 """The views of revisions 0005-0006, each rollup after its source (0007 replaces them)."""
-
-# The head revision's views (0007): the parts are materialized views, the names users know
-# plain views over them. Imported last: sealed builds on the definitions above.
-from .sealed import SEALED_PARTS, SEALED_ROLLUPS, SEALED_VIEWS  # noqa: E402
-
-CURRENT_VIEWS: tuple[MaterializedView, ...] = SEALED_PARTS
-"""The materialized views as the head revision defines them (history and recent part of
-each view, each rollup's after its source's)."""
-
-PUBLIC_VIEWS = SEALED_VIEWS
-"""The plain views users read at head (same names and columns as the views before 0007)."""
-
-PUBLIC_ROLLUPS = SEALED_ROLLUPS
-"""Each per-repo public view's rollup over all repos (a public view too)."""

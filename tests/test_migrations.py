@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy.dialects import postgresql
 
 from orb_learning import migrations
+from orb_learning.catalog import CURRENT_VIEWS, PUBLIC_VIEWS
 from orb_learning.codecs import init_connection
 from orb_learning.models import ExecutionRecord
 from orb_learning.schema import executions
-from orb_learning.views import CURRENT_VIEWS, PUBLIC_VIEWS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_VAR = "ORB_LEARNING_DATABASE_URL"

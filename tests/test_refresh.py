@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 
 from orb_learning import ConfigurationError, DatabaseError, LearningDatabase, embedded, refresh
+from orb_learning.catalog import CURRENT_VIEWS
 from orb_learning.routines import REFRESH_LOCK_KEY
-from orb_learning.views import CURRENT_VIEWS
 from tests.test_store import make_record, unit_vectors
 
 VIEWS = sorted(v.name for v in CURRENT_VIEWS)

@@ -6,14 +6,8 @@ Every name of the former ``orb_learning/embeddings.py`` module is importable fro
 from __future__ import annotations
 
 from .backends import BACKEND_ENV_VAR, BACKENDS, DEFAULT_BACKEND, resolve_backend
-from .model import (
-    DEFAULT_MODEL,
-    MODEL_ENV_VAR,
-    SCHEMA_DIMENSION,
-    Embedder,
-    SentenceTransformerEmbedder,
-    resolve_model_name,
-)
+from .model import SCHEMA_DIMENSION, Embedder, SentenceTransformerEmbedder
+from .model_files import DEFAULT_MODEL, MODEL_ENV_VAR, resolve_model_name
 from .service import AsyncEmbeddingService, CacheInfo
 
 __all__ = [

@@ -136,9 +136,9 @@ def _save_reference(directory: Path, name: str, target: Path) -> None:
     """The probes embedded by the reference: sentence-transformers, torch, float32."""
     import numpy as np
 
-    from .model import _load_sentence_transformer
+    from .model_files import load_sentence_transformer
 
-    model = _load_sentence_transformer(str(directory), name, "cpu")
+    model = load_sentence_transformer(str(directory), name, "cpu")
     rows = model.encode(list(PROBES), normalize_embeddings=True, convert_to_numpy=True)
     with target.open("wb") as stream:
         np.save(stream, np.asarray(rows, dtype=np.float32))

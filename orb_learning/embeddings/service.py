@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from orb_learning.errors import EmbeddingModelError, NotInitializedError
 
-from .model import DEFAULT_MODEL, SCHEMA_DIMENSION, Embedder
+from .model import SCHEMA_DIMENSION, Embedder
+from .model_files import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     import numpy as np

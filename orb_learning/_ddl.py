@@ -1,0 +1,46 @@
+"""The DDL of a materialized view: its SQL, the unique index REFRESH ... CONCURRENTLY
+needs, its comments. The versioned definitions use it (:mod:`._views`, :mod:`._sealed`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MaterializedView:
+    """A materialized view with the unique index that REFRESH ... CONCURRENTLY needs."""
+
+    name: str
+    select: str
+    unique_columns: tuple[str, ...]
+    comment: str
+    column_comments: dict[str, str] = field(default_factory=dict)
+    indexes: tuple[tuple[str, str], ...] = ()
+    """Further (non-unique) indexes: (name, column list)."""
+
+    @property
+    def unique_index(self) -> str:
+        return f"uq_{self.name}"
+
+    def create_statements(self) -> list[str]:
+        """DDL creating the view, its unique index and its comments (no user values)."""
+        columns = ", ".join(self.unique_columns)
+        statements = [
+            f"CREATE MATERIALIZED VIEW {self.name} AS\n{self.select}",
+            f"CREATE UNIQUE INDEX {self.unique_index} ON {self.name} ({columns})",
+            *(f"CREATE INDEX {name} ON {self.name} ({cols})" for name, cols in self.indexes),
+            f"COMMENT ON MATERIALIZED VIEW {self.name} IS {literal(self.comment)}",
+        ]
+        statements += [
+            f"COMMENT ON COLUMN {self.name}.{column} IS {literal(text)}"
+            for column, text in self.column_comments.items()
+        ]
+        return statements
+
+    def drop_statement(self) -> str:
+        return f"DROP MATERIALIZED VIEW IF EXISTS {self.name}"
+
+
+def literal(text: str) -> str:
+    """Quote a constant of this module as an SQL string literal (DDL takes no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
