@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from orb_learning._routines import MIGRATION_LOCK_KEY
 from orb_learning.dsn import server_settings, sqlalchemy_url
-from orb_learning.routines import MIGRATION_LOCK_KEY
 from orb_learning.schema import metadata
 
 config = context.config

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from orb_learning.catalog import CURRENT_VIEWS, PUBLIC_VIEWS
+from orb_learning._catalog import CURRENT_VIEWS, PUBLIC_VIEWS
 
 from . import data, queries
 from .queries import SCOPES, key

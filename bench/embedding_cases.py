@@ -18,8 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from orb_learning.embeddings import SentenceTransformerEmbedder, onnx_backend, onnx_export
-from orb_learning.embeddings import model_files
+from orb_learning.embeddings import (
+    SentenceTransformerEmbedder,
+    _model_files as model_files,
+    _onnx_backend as onnx_backend,
+    _onnx_export as onnx_export,
+)
 from orb_learning.sample import generate
 
 REPOSITORY = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from orb_learning.catalog import CURRENT_VIEWS
+from orb_learning._catalog import CURRENT_VIEWS
 
 from . import queries
 from .capture import Captured

@@ -38,7 +38,7 @@ from bench import (
     viewindexes,
 )
 from bench.timing import log
-from orb_learning.catalog import CURRENT_VIEWS
+from orb_learning._catalog import CURRENT_VIEWS
 
 BENCH_DIR = Path(__file__).resolve().parent
 

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from orb_learning import LearningDatabase
-from orb_learning.catalog import CURRENT_VIEWS
+from orb_learning._catalog import CURRENT_VIEWS
 
 from . import queries
 from .capture import Captured

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from orb_learning.catalog import PUBLIC_VIEWS
+from orb_learning._catalog import PUBLIC_VIEWS
 
 from . import data
 

@@ -31,7 +31,7 @@ from bench.search_baselines import Duck, NumpyExact, exact_pg_plan
 from bench.search_data import CASES, Columns, Generator, now
 from bench.timing import Latency, log, reference_call, timed
 from orb_learning import bulk, schema
-from orb_learning.codecs import init_connection
+from orb_learning._codecs import init_connection
 
 BENCH_DIR = Path(__file__).resolve().parent
 HISTORY_GAP = timedelta(minutes=10)

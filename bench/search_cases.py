@@ -12,7 +12,7 @@ import asyncpg
 import numpy as np
 
 from orb_learning import LearningDatabase, bulk, reclaim
-from orb_learning.search import SearchTuning
+from orb_learning._search import SearchTuning
 
 from . import report
 from .search_baselines import Duck, NumpyExact, exact_pg, sync

@@ -1,5 +1,5 @@
 """The exact path against the HNSW path, by the rows a filter lets through: where the
-library's ``exact_search_max_rows`` should sit (see :mod:`orb_learning.search`)."""
+library's ``exact_search_max_rows`` should sit (see :mod:`orb_learning._search`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from orb_learning import search
-from orb_learning.search import SearchTuning
+from orb_learning import _search as search
+from orb_learning._search import SearchTuning
 
 from .search_cases import open_db
 

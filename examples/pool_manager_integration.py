@@ -31,8 +31,8 @@ from orb_learning import LearningDatabase, TelemetryCapture
 from orb_learning.telemetry import (
     POOL_EXECUTION_COMPLETE,
     POOL_EXECUTION_START,
+    MessageBus as TelemetryBus,
 )
-from orb_learning.telemetry import MessageBus as TelemetryBus
 
 
 class MahavishnuPool:

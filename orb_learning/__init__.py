@@ -7,8 +7,8 @@ on first use or in ``LearningDatabase.initialize()``.
 
 from __future__ import annotations
 
+from ._dead_letters import DeadLetter
 from .database import LearningDatabase
-from .dead_letters import DeadLetter
 from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
 from .errors import (
     ConfigurationError,

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     import asyncpg
     import numpy as np
 
-    from .sources import ConnectionSource, RecordStore
-    from .store import RecordInput
+    from ._sources import ConnectionSource, RecordStore
+    from ._store import RecordInput
 
 VECTOR_INDEX = "idx_executions_embedding_hnsw"
 NO_TIMEOUT = 7 * 24 * 3600.0

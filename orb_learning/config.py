@@ -64,7 +64,7 @@ class Settings:
             repo and time filters, search scans them exactly through the btree instead of
             the HNSW index. Default ``None``: 14 x the square root of the table's rows, at
             least 1,000 (4,400 at 100,000 rows, 14,000 at a million), where the two paths
-            cost the same in the benchmark (see ``orb_learning.search``).
+            cost the same in the benchmark (see ``orb_learning._search``).
         query_cache_size: query embeddings kept in the LRU cache (default 1,024).
         preload_model: load the embedding model in ``initialize()`` (default yes); when
             off, it loads on the first embedding, and commands that never embed skip it.

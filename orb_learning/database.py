@@ -16,17 +16,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import (
-    analytics,
-    arguments,
-    codecs,
-    connections,
-    dead_letters,
+    _analytics as analytics,
+    _arguments as arguments,
+    _codecs as codecs,
+    _connections as connections,
+    _dead_letters as dead_letters,
+    _feedback as feedback,
+    _search as search,
+    _store as store,
     embedded,
-    feedback,
     migrations,
     refresh,
-    search,
-    store,
 )
 from .config import EMBEDDING_DIMENSION, Settings
 from .dsn import asyncpg_dsn, redact
@@ -37,8 +37,7 @@ from .errors import (
     translate,
 )
 from .models import ExecutionRecord, FeedbackRecord
-from .redaction import Redactor, redact_feedback, redact_record
-from .redaction import resolve as resolve_redactor
+from .redaction import Redactor, redact_feedback, redact_record, resolve as resolve_redactor
 
 if TYPE_CHECKING:
     import asyncpg
@@ -177,7 +176,7 @@ class LearningDatabase:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; driver errors come out as :class:`OrbLearningError`
-        (see :func:`orb_learning.connections.pooled`)."""
+        (see :func:`orb_learning._connections.pooled`)."""
         if self._pool is None:
             raise NotInitializedError(
                 "LearningDatabase not initialized: await initialize() (or use `async with`)"
@@ -303,7 +302,7 @@ class LearningDatabase:
         self, repo: str | None = None, days_back: int = 30, *, fresh: bool = True
     ) -> list[dict[str, Any]]:
         """Per model tier and task type over the last ``days_back`` UTC days. ``fresh``
-        adds the rows stored since the last refresh (see :mod:`orb_learning.analytics`)."""
+        adds the rows stored since the last refresh (see :mod:`orb_learning._analytics`)."""
         arguments.text("repo", repo, allow_none=True)
         window = arguments.days_back(days_back)
         async with self._connection() as connection:

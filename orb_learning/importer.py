@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from . import bulk, store
+from . import _store as store, bulk
 from .config import EMBEDDING_DIMENSION
 from .errors import ConfigurationError, OrbLearningError
 from .models import ErrorType, ExecutionRecord
@@ -51,7 +51,7 @@ from .models import ErrorType, ExecutionRecord
 if TYPE_CHECKING:
     import numpy as np
 
-    from .sources import RecordStore
+    from ._sources import RecordStore
 
 logger = logging.getLogger("orb_learning")
 Progress = Callable[[int, int], None]

@@ -40,7 +40,7 @@ from .bulk import NO_TIMEOUT, VECTOR_INDEX
 if TYPE_CHECKING:
     import asyncpg
 
-    from .sources import ConnectionSource
+    from ._sources import ConnectionSource
 
 logger = logging.getLogger("orb_learning")
 REBUILD_FRACTION = 0.01

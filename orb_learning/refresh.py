@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .catalog import CURRENT_VIEWS
+from ._catalog import CURRENT_VIEWS
+from ._routines import REFRESH_FUNCTION
 from .errors import (
     ConfigurationError,
     DatabaseError,
@@ -29,7 +30,6 @@ from .errors import (
     translate,
 )
 from .retry import Backoff
-from .routines import REFRESH_FUNCTION
 
 if TYPE_CHECKING:
     import asyncpg

@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import arguments
+from . import _arguments as arguments
 from .errors import ArchiveError, ArgumentError, ConfigurationError, DatabaseError
 from .reclaim import ReclaimResult, after_delete
 from .schema import executions as executions_table
@@ -53,7 +53,7 @@ from .schema import executions as executions_table
 if TYPE_CHECKING:
     import asyncpg
 
-    from .sources import ConnectionSource
+    from ._sources import ConnectionSource
 
 logger = logging.getLogger("orb_learning")
 BATCH_SIZE = 5000

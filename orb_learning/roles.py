@@ -28,9 +28,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .catalog import CURRENT_VIEWS, PUBLIC_VIEWS
+from ._catalog import CURRENT_VIEWS, PUBLIC_VIEWS
+from ._routines import REFRESH_FUNCTION
 from .errors import ConfigurationError, SchemaNotReadyError
-from .routines import REFRESH_FUNCTION
 
 if TYPE_CHECKING:
     import asyncpg

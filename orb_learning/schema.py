@@ -2,7 +2,7 @@
 
 Alembic autogenerates against this metadata and ``alembic check`` compares it with the
 database. The materialized views are not tables, so their SQL lives in
-:mod:`orb_learning.views`, versioned, and the migrations create them from there.
+:mod:`orb_learning._views`, versioned, and the migrations create them from there.
 """
 
 from __future__ import annotations

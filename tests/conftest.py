@@ -144,7 +144,7 @@ async def db(
 @pytest.fixture
 async def connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A plain connection to the test's database, for checking what was really written."""
-    from orb_learning.codecs import init_connection
+    from orb_learning._codecs import init_connection
 
     conn = await asyncpg.connect(database_url)
     await init_connection(conn)  # the library's codecs: vector and jsonb

@@ -9,7 +9,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from orb_learning import LearningDatabase, bulk, search
+from orb_learning import LearningDatabase, _search as search, bulk
 from tests.factories import as_stored
 from tests.test_store import make_record, unit_vectors
 
@@ -151,8 +151,8 @@ async def test_an_import_with_the_index_deferred_ends_with_a_valid_index_and_the
 ) -> None:
     from pathlib import Path
 
+    from orb_learning._store import RECORD_COLUMNS
     from orb_learning.importer import import_duckdb
-    from orb_learning.store import RECORD_COLUMNS
     from tests.test_import_duckdb import DESCRIPTIONS, check_table, source_rows, write_duckdb
 
     rows = source_rows()[: len(DESCRIPTIONS)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orb_learning import LearningDatabase, migrations, sample
-from orb_learning.catalog import CURRENT_VIEWS
+from orb_learning._catalog import CURRENT_VIEWS
 from tests.test_store import unit_vectors
 
 

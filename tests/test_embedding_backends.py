@@ -25,8 +25,8 @@ from orb_learning.embeddings import (
     BACKENDS,
     DEFAULT_BACKEND,
     SentenceTransformerEmbedder,
-    onnx_backend,
-    onnx_export,
+    _onnx_backend as onnx_backend,
+    _onnx_export as onnx_export,
     resolve_backend,
 )
 from orb_learning.errors import ConfigurationError, EmbeddingModelError

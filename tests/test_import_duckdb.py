@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from orb_learning import LearningDatabase, SentenceTransformerEmbedder
+from orb_learning._store import RECORD_COLUMNS
 from orb_learning.importer import ImportSourceError, import_duckdb
-from orb_learning.store import RECORD_COLUMNS
 from tests.factories import as_stored
 
 # The first version's DDL (first-version-quick-start.md, "Executions Table").

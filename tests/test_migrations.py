@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy.dialects import postgresql
 
 from orb_learning import migrations
-from orb_learning.catalog import CURRENT_VIEWS, PUBLIC_VIEWS
-from orb_learning.codecs import init_connection
+from orb_learning._catalog import CURRENT_VIEWS, PUBLIC_VIEWS
+from orb_learning._codecs import init_connection
 from orb_learning.models import ExecutionRecord
 from orb_learning.schema import executions
 

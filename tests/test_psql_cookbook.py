@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 
 from orb_learning import LearningDatabase, refresh, sample
+from orb_learning._dead_letters import DeadLetter
 from orb_learning.cli.psql import find_psql
-from orb_learning.dead_letters import DeadLetter
 from orb_learning.embeddings import Embedder
 from orb_learning.models import FeedbackRecord
 from orb_learning.roles import grant_reader

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 
 from orb_learning import ConfigurationError, DatabaseError, LearningDatabase, embedded, refresh
-from orb_learning.catalog import CURRENT_VIEWS
-from orb_learning.routines import REFRESH_LOCK_KEY
+from orb_learning._catalog import CURRENT_VIEWS
+from orb_learning._routines import REFRESH_LOCK_KEY
 from tests.test_store import make_record, unit_vectors
 
 VIEWS = sorted(v.name for v in CURRENT_VIEWS)
@@ -361,7 +361,7 @@ async def test_the_live_tail_is_read_through_the_timestamp_index(
 ) -> None:
     """fresh=True must read the rows after the watermark, not scan the history: the
     bounds reach the statement as parameters, so the planner sees how few rows pass."""
-    from orb_learning import analytics
+    from orb_learning import _analytics as analytics
 
     await connection.execute("DROP INDEX idx_executions_embedding_hnsw")  # not searched here
     old = datetime.now(UTC) - timedelta(days=200)

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from orb_learning import ConfigurationError, DatabaseError, LearningDatabase, refresh, sample
-from orb_learning.dead_letters import DeadLetter
+from orb_learning._dead_letters import DeadLetter
 from orb_learning.embeddings import Embedder
 from orb_learning.models import FeedbackRecord
 from orb_learning.roles import (

@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from orb_learning import LearningDatabase
-from orb_learning.catalog import PUBLIC_VIEWS
-from orb_learning.views import POOL_PERFORMANCE_V1, SOLUTION_PATTERNS_V1, TIER_PERFORMANCE_V1
+from orb_learning._catalog import PUBLIC_VIEWS
+from orb_learning._views import POOL_PERFORMANCE_V1, SOLUTION_PATTERNS_V1, TIER_PERFORMANCE_V1
 from tests import factories as fx
 from tests.test_analytics import (
     FREQUENT_REPO,

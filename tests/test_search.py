@@ -197,7 +197,7 @@ async def test_a_scan_that_runs_out_is_answered_by_the_exact_path(
     finds 10 rows of the filtered repo; the library notices and answers exactly. (At 3,000
     rows the planner sorts a sequential scan instead of walking the graph: sorting is
     disabled in this database, so that the HNSW statement walks it.)"""
-    from orb_learning import search
+    from orb_learning import _search as search
 
     name = await connection.fetchval("SELECT current_database()")
     await connection.execute(f'ALTER DATABASE "{name}" SET enable_sort = off')
@@ -231,7 +231,7 @@ async def test_search_plans_use_the_intended_path(
     db: LearningDatabase, connection: asyncpg.Connection
 ) -> None:
     """The HNSW statement walks the index; the exact one never does, whatever the filters."""
-    from orb_learning import search
+    from orb_learning import _search as search
 
     await _load_random(db, 2000, rare_every=40)
     await connection.execute("ANALYZE executions")
@@ -283,7 +283,7 @@ async def test_the_hnsw_answer_is_the_nearest_of_all_its_candidates(
     and a filter passing a tenth of the rows, so the scan goes on in many batches). The
     answer must be the nearest of *all* of them: a re-rank the planner believes presorted
     (PostgreSQL 17+ keeps a materialized CTE's sort order) would stop at the first ten."""
-    from orb_learning import search
+    from orb_learning import _search as search
 
     name = await connection.fetchval("SELECT current_database()")
     await connection.execute(f'ALTER DATABASE "{name}" SET enable_sort = off')  # see above

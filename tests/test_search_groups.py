@@ -10,7 +10,7 @@ stored half-precision vectors. Every build is a fresh index: pgvector draws each
 level at random, so every build is another graph.
 
 pgvector's walk can settle in a neighbouring group and return ten rows none of which is
-among the exact ten. Without the sample check of :mod:`orb_learning.search`, 9 of 24 such
+among the exact ten. Without the sample check of :mod:`orb_learning._search`, 9 of 24 such
 builds did so for a query at the default settings (9 of 1,440 answers, recall 0.0-0.1) and
 17 of 24 with ef_search 40 (32 of 1,440); this test failed 3 runs of 3. With the check the
 same 24 builds x 2 settings gave no answer below 0.9 (mean 0.999). Recall is bimodal, a
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from orb_learning import ExecutionRecord, LearningDatabase, bulk, search_sample
+from orb_learning import ExecutionRecord, LearningDatabase, _search_sample as search_sample, bulk
 from tests.conftest import fresh_database
 from tests.factories import as_stored
 

@@ -13,9 +13,9 @@ import asyncpg
 import pytest
 
 from orb_learning import ConfigurationError, LearningDatabase, migrations
+from orb_learning._validate import validate
 from orb_learning.dsn import normalize, redact
 from orb_learning.roles import grant_reader, grant_writer
-from orb_learning.validate import validate
 from tests.test_roles import as_role
 
 PASSWORD = "S3cr3t-pw"

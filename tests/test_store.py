@@ -18,7 +18,7 @@ from orb_learning import (
     InvalidRecordError,
     LearningDatabase,
 )
-from orb_learning.store import RECORD_COLUMNS
+from orb_learning._store import RECORD_COLUMNS
 from tests.factories import as_stored
 
 

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from orb_learning import LearningDatabase, TelemetryCapture, migrations
-from orb_learning.codecs import init_connection
+from orb_learning._codecs import init_connection
 from orb_learning.roles import grant_reader, grant_writer
 from tests.test_telemetry_support import HashEmbedder, check_rows, make_stream, sender, wait_until
 

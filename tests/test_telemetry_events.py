@@ -17,10 +17,10 @@ from orb_learning.telemetry import (
     POOL_EXECUTION_START,
     ROUTING_DECISION,
 )
-from orb_learning.telemetry.correlate import Correlator
-from orb_learning.telemetry.events import BadEvent, parse_half
-from orb_learning.telemetry.intake import freeze, precheck
-from orb_learning.telemetry.jsonable import jsonable
+from orb_learning.telemetry._correlate import Correlator
+from orb_learning.telemetry._events import BadEvent, parse_half
+from orb_learning.telemetry._intake import freeze, precheck
+from orb_learning.telemetry._jsonable import jsonable
 from tests.test_telemetry_support import ModelRouting, ModelTier
 
 NOW = datetime(2026, 5, 2, 9, 30, tzinfo=UTC)

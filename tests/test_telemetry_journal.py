@@ -14,7 +14,7 @@ import pytest
 
 from orb_learning import LearningDatabase, TelemetryCapture
 from orb_learning.telemetry import ROUTING_DECISION
-from orb_learning.telemetry.journal import Journal
+from orb_learning.telemetry._journal import Journal
 from tests.test_telemetry_support import HashEmbedder, check_rows, make_stream, sender, wait_until
 
 

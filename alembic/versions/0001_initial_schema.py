@@ -14,7 +14,7 @@ from alembic import op
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy.dialects import postgresql
 
-from orb_learning.views import POOL_PERFORMANCE_V1, SOLUTION_PATTERNS_V1, TIER_PERFORMANCE_V1
+from orb_learning._views import POOL_PERFORMANCE_V1, SOLUTION_PATTERNS_V1, TIER_PERFORMANCE_V1
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None

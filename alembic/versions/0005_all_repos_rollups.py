@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from orb_learning import routines, views
+from orb_learning import _routines as routines, _views as views
 
 revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"

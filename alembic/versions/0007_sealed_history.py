@@ -3,7 +3,7 @@ day, and a recent part, refreshed every time; the names users read become plain 
 
 Measured at 1,000,000 rows before it (bench/history/): a refresh recomputed every view from
 the whole table, 12-15 s, most of it REFRESH CONCURRENTLY's diff of the 375K-row hourly pool
-view. See :mod:`orb_learning.sealed` for the design and bench/ANALYTICS.md for the figures.
+view. See :mod:`orb_learning._sealed` for the design and bench/ANALYTICS.md for the figures.
 
 The parts are filled here (WITH DATA) up to the watermarks the old views had, so answers
 do not change across the upgrade. Roles granted before it need ``orb-learning roles
@@ -20,7 +20,12 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from orb_learning import history_marks, routines, sealed, views
+from orb_learning import (
+    _history_marks as history_marks,
+    _routines as routines,
+    _sealed as sealed,
+    _views as views,
+)
 
 revision: str = "0007"
 down_revision: str | Sequence[str] | None = "0006"

@@ -5,7 +5,7 @@
    ``view_history_dirty`` with a trigger of its own ran that trigger as the function's owner
    (a superuser in the default setups). It is replaced in place with ``search_path`` pinned
    to the schema and ``pg_temp`` last, its tables schema-qualified, EXECUTE revoked from
-   PUBLIC (see :mod:`orb_learning.history_marks`). The refresh routine (SECURITY INVOKER) gets
+   PUBLIC (see :mod:`orb_learning._history_marks`). The refresh routine (SECURITY INVOKER) gets
    the same pinned path, so a pg_cron job or any caller's search_path finds the right tables.
 2. CHECK constraints hold every row to what the models accept: timestamps from 1970-01-01
    to 2100-01-01 (year 1 was stored as ``-infinity`` and broke retention), measures at most
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from orb_learning import history_marks, routines, schema
+from orb_learning import _history_marks as history_marks, _routines as routines, schema
 
 revision: str = "0009"
 down_revision: str | Sequence[str] | None = "0008"

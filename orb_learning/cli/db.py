@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from .. import migrations
+from .._validate import validate
 from ..dsn import redact
-from ..validate import validate
 from .common import add_json_flag, resolve_dsn, show, show_json
 
 

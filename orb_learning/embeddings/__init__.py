@@ -5,10 +5,10 @@ Every name of the former ``orb_learning/embeddings.py`` module is importable fro
 
 from __future__ import annotations
 
+from ._model_files import DEFAULT_MODEL, MODEL_ENV_VAR, resolve_model_name
+from ._service import AsyncEmbeddingService, CacheInfo
 from .backends import BACKEND_ENV_VAR, BACKENDS, DEFAULT_BACKEND, resolve_backend
 from .model import SCHEMA_DIMENSION, Embedder, SentenceTransformerEmbedder
-from .model_files import DEFAULT_MODEL, MODEL_ENV_VAR, resolve_model_name
-from .service import AsyncEmbeddingService, CacheInfo
 
 __all__ = [
     "BACKENDS",

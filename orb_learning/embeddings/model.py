@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orb_learning.errors import EmbeddingModelError
 
-from .backends import BACKENDS, resolve_backend
-from .model_files import (
+from ._model_files import (
     DEFAULT_MODEL,
     load_sentence_transformer,
     local_directory,
     model_source,
 )
+from .backends import BACKENDS, resolve_backend
 
 if TYPE_CHECKING:
     import numpy as np
@@ -142,7 +142,7 @@ class SentenceTransformerEmbedder:
                 f"the {self.backend} backend runs on the CPU only; use backend='torch' "
                 f"for device {self.device!r}"
             )
-        from .onnx_backend import OnnxRunner
+        from ._onnx_backend import OnnxRunner
 
         directory = local_directory(source, self._name)
         return OnnxRunner.load(

@@ -68,6 +68,10 @@ where, by its timeout.
 
 from __future__ import annotations
 
+from ._capture import TelemetryCapture
+from ._lifecycle import ShutdownReport
+from ._spool import DEFAULT_SPOOL_PATH
+from ._storing import EXECUTION_RECORD
 from .bus import (
     EVENT_TYPES,
     EXECUTION_OUTCOME,
@@ -79,10 +83,6 @@ from .bus import (
     InProcessMessageBus,
     MessageBus,
 )
-from .capture import TelemetryCapture
-from .lifecycle import ShutdownReport
-from .spool import DEFAULT_SPOOL_PATH
-from .storing import EXECUTION_RECORD
 
 __all__ = [
     "DEFAULT_SPOOL_PATH",

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._store import write_transaction
 from .errors import UnknownExecutionError
 from .models import FeedbackRecord
-from .store import write_transaction
 
 if TYPE_CHECKING:
     import asyncpg

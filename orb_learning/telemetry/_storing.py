@@ -27,15 +27,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ..dead_letters import DeadLetter
+from .._dead_letters import DeadLetter
 from ..errors import (
     OrbLearningError,
     UnknownExecutionError,
 )
 from ..models import ExecutionRecord
 from ..retry import Backoff, Stopped, retry
-from .pipeline import Counters, Entry, Settle
-from .spool import FeedbackItem, Spool, encode
+from ._pipeline import Counters, Entry, Settle
+from ._spool import FeedbackItem, Spool, encode
 
 if TYPE_CHECKING:
     import numpy as np

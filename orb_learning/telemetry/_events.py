@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..models import ErrorType, ExecutionRecord, FeedbackRecord
+from ._jsonable import jsonable
 from .bus import (
     EXECUTION_OUTCOME,
     FEEDBACK,
@@ -27,7 +28,6 @@ from .bus import (
     POOL_EXECUTION_START,
     ROUTING_DECISION,
 )
-from .jsonable import jsonable
 
 __all__ = ["BadEvent", "Half", "build_record", "parse_feedback", "parse_half", "parse_time"]
 

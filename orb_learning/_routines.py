@@ -7,7 +7,7 @@ call it, so the logic lives in one place and every refresh is logged.
 
 from __future__ import annotations
 
-from .history_marks import MARK_FUNCTION
+from ._history_marks import MARK_FUNCTION
 
 REFRESH_LOCK_KEY = 1869767276
 """Key of the transaction-scoped advisory lock that makes refreshes single-flight ('orbl')."""

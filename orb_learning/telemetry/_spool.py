@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 from uuid import UUID
 
-from ..dead_letters import DeadLetter
+from .._dead_letters import DeadLetter
 from ..errors import ConfigurationError
 from ..models import ExecutionRecord, FeedbackRecord
-from .events import Half
+from ._events import Half
 
 __all__ = ["DEFAULT_SPOOL_PATH", "FeedbackItem", "Item", "Spool", "decode", "encode"]
 

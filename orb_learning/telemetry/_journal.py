@@ -21,7 +21,7 @@ An event is settled once what it became is safe elsewhere: its record (or its de
 stored, or appended to the record spool, or the event rejected. A segment whose events are
 all settled is deleted; the marks let a restart skip the settled events of a segment that
 is still needed. At a start, the leftover segments' unsettled events are replayed through
-the intake, in order (see :class:`~orb_learning.telemetry.capture.TelemetryCapture`).
+the intake, in order (see :class:`~orb_learning.telemetry._capture.TelemetryCapture`).
 
 A write that fails (disk full, file too large) or comes up short is cut back to the
 previous end with ``ftruncate``, so a line is there whole or not at all; the event is
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .syncer import Syncer
+from ._syncer import Syncer
 
 __all__ = ["Durability", "Journal", "Replayed"]
 

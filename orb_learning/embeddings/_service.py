@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from orb_learning.errors import EmbeddingModelError, NotInitializedError
 
+from ._model_files import DEFAULT_MODEL
 from .model import SCHEMA_DIMENSION, Embedder
-from .model_files import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     import numpy as np

@@ -20,9 +20,18 @@ from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .._dead_letters import DeadLetter
 from ..database import LearningDatabase
-from ..dead_letters import DeadLetter
 from ..retry import Backoff
+from ._correlate import Correlator
+from ._counters import CaptureCounters
+from ._events import BadEvent, parse_time
+from ._intake import Intake
+from ._journal import Durability, Journal
+from ._lifecycle import ShutdownReport, carry_forward, finish, replay
+from ._pipeline import Buffer, Counters, Entry, Spooler, connect
+from ._spool import DEFAULT_SPOOL_PATH, Spool
+from ._writer import Writer
 from .bus import (
     EVENT_TYPES,
     EXECUTION_OUTCOME,
@@ -32,15 +41,6 @@ from .bus import (
     ROUTING_DECISION,
     MessageBus,
 )
-from .correlate import Correlator
-from .counters import CaptureCounters
-from .events import BadEvent, parse_time
-from .intake import Intake
-from .journal import Durability, Journal
-from .lifecycle import ShutdownReport, carry_forward, finish, replay
-from .pipeline import Buffer, Counters, Entry, Spooler, connect
-from .spool import DEFAULT_SPOOL_PATH, Spool
-from .writer import Writer
 
 __all__ = ["ShutdownReport", "TelemetryCapture"]
 

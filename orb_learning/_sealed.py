@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ._ddl import MaterializedView, literal
-from .views import (
+from ._views import (
     POOL_PERFORMANCE_ALL_REPOS_V1,
     POOL_PERFORMANCE_V1,
     SOLUTION_PATTERNS_V1,

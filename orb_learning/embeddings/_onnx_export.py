@@ -136,7 +136,7 @@ def _save_reference(directory: Path, name: str, target: Path) -> None:
     """The probes embedded by the reference: sentence-transformers, torch, float32."""
     import numpy as np
 
-    from .model_files import load_sentence_transformer
+    from ._model_files import load_sentence_transformer
 
     model = load_sentence_transformer(str(directory), name, "cpu")
     rows = model.encode(list(PROBES), normalize_embeddings=True, convert_to_numpy=True)

@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .correlate import BOTH, OUTCOME, ROUTING, START, Correlator
-from .intake import Intake
-from .journal import Journal
-from .pipeline import Buffer, Counters
-from .writer import Writer
+from ._correlate import BOTH, OUTCOME, ROUTING, START, Correlator
+from ._intake import Intake
+from ._journal import Journal
+from ._pipeline import Buffer, Counters
+from ._writer import Writer
 
 __all__ = ["CaptureCounters"]
 
 
 class CaptureCounters:
-    """The counters of :class:`~orb_learning.telemetry.capture.TelemetryCapture`."""
+    """The counters of :class:`~orb_learning.telemetry._capture.TelemetryCapture`."""
 
     _intake: Intake
     _correlator: Correlator

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from orb_learning.errors import EmbeddingModelError
 
-from . import onnx_export
+from . import _onnx_export as onnx_export
 
 if TYPE_CHECKING:
     import numpy as np

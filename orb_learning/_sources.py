@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import asyncpg
     import numpy as np
 
-    from .store import RecordInput
+    from ._store import RecordInput
 
 
 class ConnectionSource(Protocol):

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ._ddl import MaterializedView
-from .sealed import SEALED_PARTS, SEALED_ROLLUPS, SEALED_VIEWS, SealedView
+from ._sealed import SEALED_PARTS, SEALED_ROLLUPS, SEALED_VIEWS, SealedView
 
 CURRENT_VIEWS: tuple[MaterializedView, ...] = SEALED_PARTS
 """The materialized views as the head revision defines them (history and recent part of

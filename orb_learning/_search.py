@@ -28,7 +28,7 @@ Two paths, chosen per query from the planner's row estimate for the repo and tim
 * **check**: the walk can settle in a neighbouring group of similar executions and return
   none of the exact ten (9 of 24 fresh builds of 30,000 rows grouped by task so answered
   one of 60 queries). Each HNSW answer is checked against a random sample of the table
-  (:mod:`orb_learning.search_sample`, 4,096 rows re-read every 5 minutes): a sampled row
+  (:mod:`orb_learning._search_sample`, 4,096 rows re-read every 5 minutes): a sampled row
   passing the filters, missing from the answer and more similar than its last row proves
   it wrong, and the exact path answers. No query fell below recall 0.9 in the same builds;
   it costs 0.16 ms a query (p50 1.01 against 0.85 ms at 30,000 rows, 1.05 against 0.88 at
@@ -53,13 +53,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .store import RECORD_COLUMNS
+from ._store import RECORD_COLUMNS
 
 if TYPE_CHECKING:
     import asyncpg
     import numpy as np
 
-    from .search_sample import RowSample
+    from ._search_sample import RowSample
 
 _SELECT = ", ".join(f'"{c}"' for c in RECORD_COLUMNS)
 _PREFIXED = ", ".join(f'n."{c}"' for c in RECORD_COLUMNS)
@@ -157,7 +157,7 @@ class PlannerEstimates:
         """About ``rows`` rows at random, read at most once a ``sample_ttl`` (300 s). A
         stale sample costs at most an exact answer not needed (a row deleted or changed
         since), never a wrong one."""
-        from .search_sample import read_sample  # numpy: only once a search runs
+        from ._search_sample import read_sample  # numpy: only once a search runs
 
         now = time.monotonic()
         kept = self._sample

@@ -17,10 +17,10 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from ..dead_letters import DeadLetter
+from .._dead_letters import DeadLetter
 from ..models import ExecutionRecord
+from ._events import Half, build_record
 from .bus import POOL_EXECUTION_START, ROUTING_DECISION
-from .events import Half, build_record
 
 __all__ = ["Correlator", "Pending"]
 

@@ -47,7 +47,7 @@ async def store_dead_letters(connection: asyncpg.Connection, letters: Sequence[D
         for letter in letters
     ]
     if rows:
-        from .store import committing
+        from ._store import committing
 
         async with committing():  # executemany is atomic
             await connection.executemany(INSERT_DEAD_LETTER, rows)

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ..models import ExecutionRecord
-from .pipeline import Buffer, Counters, Entry, Settle, Spooler
-from .spool import Spool, decode_entry
-from .storing import EXECUTION_RECORD, GiveUp, Storer
+from ._pipeline import Buffer, Counters, Entry, Settle, Spooler
+from ._spool import Spool, decode_entry
+from ._storing import EXECUTION_RECORD, GiveUp, Storer
 
 if TYPE_CHECKING:
     import numpy as np

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import migrations
-from .catalog import CURRENT_VIEWS, PUBLIC_VIEWS
-from .history_marks import MARK_FUNCTION
-from .routines import REFRESH_FUNCTION
+from ._catalog import CURRENT_VIEWS, PUBLIC_VIEWS
+from ._history_marks import MARK_FUNCTION
+from ._routines import REFRESH_FUNCTION
 from .schema import executions, metadata
 
 EMBEDDING_TYPE = str(executions.c.embedding.type).lower()

@@ -1,4 +1,4 @@
-"""The random sample that checks each HNSW answer (see :mod:`orb_learning.search`).
+"""The random sample that checks each HNSW answer (see :mod:`orb_learning._search`).
 
 The walk can settle in a neighbouring group of similar executions and return ten rows none
 of which is among the exact ten (measured on 30,000 noisy copies of 300 real task

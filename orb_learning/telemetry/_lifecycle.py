@@ -11,21 +11,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID
 
-from ..dead_letters import DeadLetter
+from .._dead_letters import DeadLetter
 from ..models import ExecutionRecord
-from .correlate import Correlator
-from .events import Half
-from .journal import Journal, Replayed
-from .jsonable import event_json
-from .pipeline import Buffer, Counters
-from .spool import FeedbackItem, Item
-from .storing import EXECUTION_RECORD
+from ._correlate import Correlator
+from ._events import Half
+from ._journal import Journal, Replayed
+from ._jsonable import event_json
+from ._pipeline import Buffer, Counters
+from ._spool import FeedbackItem, Item
+from ._storing import EXECUTION_RECORD
 
 if TYPE_CHECKING:
     from ..database import LearningDatabase
-    from .intake import Intake
-    from .spool import Spool
-    from .writer import Writer
+    from ._intake import Intake
+    from ._spool import Spool
+    from ._writer import Writer
 
 __all__ = ["ShutdownReport", "carry_forward", "finish", "replay"]
 

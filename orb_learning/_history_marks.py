@@ -2,7 +2,7 @@
 
 A statement that writes, changes or deletes executions stamped before a history part's
 seal records the oldest such timestamp in ``view_history_dirty``, so that the next
-refresh rebuilds that history (see :mod:`orb_learning.sealed`).
+refresh rebuilds that history (see :mod:`orb_learning._sealed`).
 
 Why SECURITY DEFINER: the marks must be written whichever role writes executions (a
 writer, the owner's retention, an import), and a writer must not be able to forge or

@@ -27,8 +27,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from .catalog import PUBLIC_ROLLUPS as SEALED_ROLLUPS
-from .catalog import PUBLIC_VIEWS as SEALED_VIEWS
+from ._catalog import PUBLIC_ROLLUPS as SEALED_ROLLUPS, PUBLIC_VIEWS as SEALED_VIEWS
 
 if TYPE_CHECKING:
     import asyncpg

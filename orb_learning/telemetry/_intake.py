@@ -31,7 +31,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..dead_letters import DeadLetter
+from .._dead_letters import DeadLetter
+from ._correlate import Correlator
+from ._events import BadEvent, Half, parse_feedback, parse_half
+from ._journal import Journal
+from ._jsonable import event_json
+from ._pipeline import Buffer, Counters, Entry
+from ._spool import FeedbackItem
 from .bus import (
     EXECUTION_OUTCOME,
     FEEDBACK,
@@ -39,12 +45,6 @@ from .bus import (
     POOL_EXECUTION_START,
     ROUTING_DECISION,
 )
-from .correlate import Correlator
-from .events import BadEvent, Half, parse_feedback, parse_half
-from .journal import Journal
-from .jsonable import event_json
-from .pipeline import Buffer, Counters, Entry
-from .spool import FeedbackItem
 
 __all__ = ["Intake", "precheck"]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..retry import Backoff, retry
-from .spool import Item, Spool
+from ._spool import Item, Spool
 
 if TYPE_CHECKING:
     from ..database import LearningDatabase
