@@ -25,8 +25,8 @@ from orb_learning import (
 )
 from orb_learning.errors import CommitOutcomeUnknownError
 from orb_learning.retry import Backoff, retry
+from orb_learning.testing import HashEmbedder
 from tests.conftest import fresh_database
-from tests.test_telemetry_support import HashEmbedder
 
 ROWS = 3000  # about 2-4 s of COPY, upsert and HNSW inserts: the kills land inside it
 

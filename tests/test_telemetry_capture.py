@@ -19,14 +19,8 @@ from orb_learning import (
     TelemetryCapture,
 )
 from orb_learning.telemetry import EVENT_TYPES, FEEDBACK, ROUTING_DECISION
-from tests.test_telemetry_support import (
-    HashEmbedder,
-    check_rows,
-    make_stream,
-    produce,
-    sender,
-    wait_until,
-)
+from orb_learning.testing import HashEmbedder, make_stream
+from tests.telemetry_support import check_rows, produce, sender, wait_until
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from orb_learning import LearningDatabase, TelemetryCapture
-from tests.test_telemetry_support import HashEmbedder, check_rows, make_stream, sender
+from orb_learning.testing import HashEmbedder, make_stream
+from tests.telemetry_support import check_rows, sender
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "postgresql://u@127.0.0.1:1/x"  # nothing listens on port 1
@@ -29,7 +30,8 @@ PRODUCER = textwrap.dedent(
     import asyncio, json, os, sys
     sys.path.insert(0, sys.argv[1])
     from orb_learning import LearningDatabase, TelemetryCapture
-    from tests.test_telemetry_support import HashEmbedder, make_stream, sender
+    from orb_learning.testing import HashEmbedder, make_stream
+    from tests.telemetry_support import sender
 
     async def main(spool, dsn, mode, count, queue_size, durability):
         db = LearningDatabase(dsn, embedder=HashEmbedder())

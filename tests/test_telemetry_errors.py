@@ -19,7 +19,8 @@ import pytest
 from orb_learning import LearningDatabase, TelemetryCapture, migrations
 from orb_learning._codecs import init_connection
 from orb_learning.roles import grant_reader, grant_writer
-from tests.test_telemetry_support import HashEmbedder, check_rows, make_stream, sender, wait_until
+from orb_learning.testing import HashEmbedder, make_stream
+from tests.telemetry_support import check_rows, sender, wait_until
 
 
 class CountingDatabase(LearningDatabase):

@@ -21,7 +21,7 @@ from orb_learning.telemetry._correlate import Correlator
 from orb_learning.telemetry._events import BadEvent, parse_half
 from orb_learning.telemetry._intake import freeze, precheck
 from orb_learning.telemetry._jsonable import jsonable
-from tests.test_telemetry_support import ModelRouting, ModelTier
+from orb_learning.testing import ModelRouting, ModelTier
 
 NOW = datetime(2026, 5, 2, 9, 30, tzinfo=UTC)
 TASK = {"type": "test", "description": "Add tests for the parser", "repo": "mahavishnu"}

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from orb_learning import LearningDatabase
-from tests.test_telemetry_support import HashEmbedder
+from orb_learning.testing import HashEmbedder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from orb_learning import LearningDatabase, TelemetryCapture
-from tests.test_telemetry_support import HashEmbedder, check_rows, make_stream, sender
+from orb_learning.testing import HashEmbedder, make_stream
+from tests.telemetry_support import check_rows, sender
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "postgresql://u@127.0.0.1:1/x"  # nothing listens on port 1

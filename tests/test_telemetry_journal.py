@@ -15,7 +15,8 @@ import pytest
 from orb_learning import LearningDatabase, TelemetryCapture
 from orb_learning.telemetry import ROUTING_DECISION
 from orb_learning.telemetry._journal import Journal
-from tests.test_telemetry_support import HashEmbedder, check_rows, make_stream, sender, wait_until
+from orb_learning.testing import HashEmbedder, make_stream
+from tests.telemetry_support import check_rows, sender, wait_until
 
 
 @pytest.fixture

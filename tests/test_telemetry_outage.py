@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from orb_learning import LearningDatabase, TelemetryCapture, embedded
-from tests.test_telemetry_support import HashEmbedder, check_rows, make_stream, sender
+from orb_learning.testing import HashEmbedder, make_stream
+from tests.telemetry_support import check_rows, sender
 
 Event = tuple[str, dict[str, Any]]
 

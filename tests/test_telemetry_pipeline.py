@@ -15,13 +15,8 @@ from typing import Any
 import numpy as np
 
 from orb_learning import LearningDatabase, TelemetryCapture
-from tests.test_telemetry_support import (
-    HashEmbedder,
-    check_rows,
-    make_stream,
-    sender,
-    wait_until,
-)
+from orb_learning.testing import HashEmbedder, make_stream
+from tests.telemetry_support import check_rows, sender, wait_until
 
 
 async def test_what_is_stored_is_what_was_sent_whatever_the_caller_does_after(

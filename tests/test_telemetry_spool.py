@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from orb_learning import LearningDatabase, TelemetryCapture
-from tests.test_telemetry_support import HashEmbedder, check_rows, make_stream, sender
+from orb_learning.testing import HashEmbedder, make_stream
+from tests.telemetry_support import check_rows, sender
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "postgresql://u@127.0.0.1:1/x"  # nothing listens on port 1
@@ -26,7 +27,8 @@ CRASHING_PRODUCER = textwrap.dedent(
     import asyncio, json, os, sys
     sys.path.insert(0, sys.argv[1])
     from orb_learning import LearningDatabase, TelemetryCapture
-    from tests.test_telemetry_support import HashEmbedder, make_stream, sender
+    from orb_learning.testing import HashEmbedder, make_stream
+    from tests.telemetry_support import sender
 
     async def main(spool: str) -> None:
         db = LearningDatabase(sys.argv[3], embedder=HashEmbedder())

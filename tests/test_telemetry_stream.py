@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from orb_learning import InProcessMessageBus, LearningDatabase, TelemetryCapture
-from tests.test_telemetry_support import HashEmbedder, check_rows, make_stream, produce, sender
+from orb_learning.testing import HashEmbedder, make_stream
+from tests.telemetry_support import check_rows, produce, sender
 
 
 async def test_5000_tasks_out_of_order_become_exactly_5000_rows(
