@@ -4,9 +4,8 @@ and the producers never wait on it."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import random
-import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,16 @@ from orb_learning.testing import HashEmbedder, make_stream
 from tests.telemetry_support import check_rows, sender
 
 Event = tuple[str, dict[str, Any]]
+
+
+def completes_at_once(call: Coroutine[Any, Any, None]) -> bool:
+    """Run a coroutine one step: True when it finished without suspending."""
+    try:
+        call.send(None)
+    except StopIteration:
+        return True
+    call.close()
+    return False
 
 
 def stop_server(data_dir: Path) -> None:
@@ -42,35 +51,30 @@ async def test_server_down_mid_stream_loses_and_duplicates_nothing(tmp_path: Pat
     )
     await capture.initialize()
     send = sender(capture)
-    down: list[float] = []
+    suspended: list[str] = []
 
-    async def producer(share: list[Event], measure: list[float] | None) -> None:
+    async def producer(share: list[Event]) -> None:
         for n, (event_type, payload) in enumerate(share):
-            started = time.perf_counter()
-            await send(event_type, payload)
-            if measure is not None:
-                measure.append(time.perf_counter() - started)
+            # Never in the caller's way: each call runs to its end without once giving
+            # the loop back (no await on the server, the model or the disk), whatever the
+            # server does. Checked on the coroutine itself, not with a clock.
+            if not completes_at_once(send(event_type, payload)):
+                suspended.append(event_type)
             if n % 25 == 0:
                 await asyncio.sleep(0.005)
 
-    async def phase(share: list[Event], measure: list[float] | None) -> None:
-        await asyncio.gather(*(producer(share[i::4], measure) for i in range(4)))
+    async def phase(share: list[Event]) -> None:
+        await asyncio.gather(*(producer(share[i::4]) for i in range(4)))
 
-    # Full collections of this test process's heap (torch included) would pause any
-    # coroutine; freezing the heap built so far keeps them out of the measurement.
-    gc.freeze()
-    try:
-        third = len(events) // 3
-        await phase(events[:third], None)
-        await loop.run_in_executor(None, stop_server, data_dir)
-        await phase(events[third : 2 * third], down)
-        await asyncio.sleep(2)
-        spooled_while_down = capture.records_spooled
-        await loop.run_in_executor(None, embedded.start_server, data_dir)
-        await phase(events[2 * third :], None)
-        assert await capture.flush(timeout=120), capture.stats()
-    finally:
-        gc.unfreeze()
+    third = len(events) // 3
+    await phase(events[:third])
+    await loop.run_in_executor(None, stop_server, data_dir)
+    await phase(events[third : 2 * third])
+    await asyncio.sleep(2)
+    spooled_while_down = capture.records_spooled
+    await loop.run_in_executor(None, embedded.start_server, data_dir)
+    await phase(events[2 * third :])
+    assert await capture.flush(timeout=120), capture.stats()
     stats = capture.stats()
     await capture.shutdown()
     async with db.connection() as connection:
@@ -79,7 +83,7 @@ async def test_server_down_mid_stream_loses_and_duplicates_nothing(tmp_path: Pat
     await loop.run_in_executor(None, stop_server, data_dir)
 
     assert spooled_while_down > 0, "the outage should have filled the queue and spooled"
-    assert max(down) < 0.05, f"a capture call took {max(down) * 1000:.0f} ms while down"
+    assert not suspended, f"{len(suspended)} capture calls waited on something"
     assert stats["records_written"] >= 5000 and stats["dead_letters"] == 0, stats
     check_rows(rows, tasks)
     assert not list((tmp_path / "spool").glob("*.replaying.jsonl"))
