@@ -13,7 +13,33 @@ from .errors import is_translatable, translate
 if TYPE_CHECKING:
     import asyncpg
 
+    from .config import Settings
+
 logger = logging.getLogger("orb_learning")
+
+
+async def open_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    """Migrate if the settings say so, refuse a database not at head, then open the pool
+    (every connection with the library's codecs); driver errors as the library's."""
+    import asyncpg
+
+    from . import _codecs, migrations
+
+    try:
+        if settings.should_migrate:
+            await migrations.upgrade(dsn)
+        await migrations.check_revision(dsn)
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=settings.min_pool_size,
+            max_size=settings.pool_size,
+            command_timeout=settings.command_timeout,
+            init=_codecs.init_connection,
+        )
+    except Exception as exc:
+        if is_translatable(exc):
+            raise translate(exc) from exc
+        raise
 
 
 @asynccontextmanager

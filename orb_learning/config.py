@@ -18,8 +18,15 @@ from .embeddings.backends import DEFAULT_BACKEND, resolve_backend
 from .errors import ConfigurationError
 
 __all__ = [  # the connection-string helpers live in .dsn; named here as before
+    "DEFAULT_COMMAND_TIMEOUT",
     "DEFAULT_DATA_DIR",
+    "DEFAULT_EF_SEARCH",
     "DEFAULT_EMBEDDING_MODEL",
+    "DEFAULT_MAX_SCAN_TUPLES",
+    "DEFAULT_MIN_POOL_SIZE",
+    "DEFAULT_POOL_SIZE",
+    "DEFAULT_QUERY_CACHE_SIZE",
+    "DEFAULT_WATERMARK_LAG",
     "EMBEDDING_DIMENSION",
     "ENV_PREFIX",
     "Settings",
@@ -34,6 +41,15 @@ DEFAULT_DATA_DIR = Path("data/learning")
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 EMBEDDING_DIMENSION = 384
 """all-MiniLM-L6-v2 produces 384 dimensions; another dimension needs its own migration."""
+
+# The defaults, named once: Settings and LearningDatabase's signature both use them.
+DEFAULT_POOL_SIZE = 4
+DEFAULT_MIN_POOL_SIZE = 1
+DEFAULT_COMMAND_TIMEOUT = 30.0
+DEFAULT_EF_SEARCH = 100
+DEFAULT_MAX_SCAN_TUPLES = 20_000
+DEFAULT_QUERY_CACHE_SIZE = 1_024
+DEFAULT_WATERMARK_LAG = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,16 +97,16 @@ class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_backend: str = DEFAULT_BACKEND
-    pool_size: int = 4
-    min_pool_size: int = 1
-    command_timeout: float = 30.0
+    pool_size: int = DEFAULT_POOL_SIZE
+    min_pool_size: int = DEFAULT_MIN_POOL_SIZE
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     migrate_on_start: bool | None = None
-    ef_search: int = 100
-    max_scan_tuples: int = 20_000
+    ef_search: int = DEFAULT_EF_SEARCH
+    max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES
     exact_search_max_rows: int | None = None
-    query_cache_size: int = 1_024
+    query_cache_size: int = DEFAULT_QUERY_CACHE_SIZE
     preload_model: bool = True
-    watermark_lag: timedelta = timedelta(minutes=1)
+    watermark_lag: timedelta = DEFAULT_WATERMARK_LAG
     redact_secrets: bool = True
 
     def __post_init__(self) -> None:

@@ -13,19 +13,18 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import (
     _analytics as analytics,
     _arguments as arguments,
-    _codecs as codecs,
     _connections as connections,
     _dead_letters as dead_letters,
     _feedback as feedback,
     _search as search,
     _store as store,
+    config,
     embedded,
-    migrations,
     refresh,
 )
 from .config import EMBEDDING_DIMENSION, Settings
@@ -33,11 +32,16 @@ from .dsn import asyncpg_dsn, redact
 from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
 from .errors import (
     NotInitializedError,
-    is_translatable,
-    translate,
 )
 from .models import ExecutionRecord, FeedbackRecord
 from .redaction import Redactor, redact_feedback, redact_record, resolve as resolve_redactor
+from .rows import (
+    PoolPerformance,
+    SimilarExecution,
+    SolutionPattern,
+    TierPerformance,
+    ViewFreshness,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -53,10 +57,8 @@ class LearningDatabase:
     embedded server, so ``LearningDatabase(database_path="data/learning.db")`` of the first
     version runs unchanged), else ``ORB_LEARNING_DATABASE_URL``, else an embedded server
     under ``data/learning/``. An embedded server is migrated to head on start; an external
-    one only with ``migrate_on_start=True``. ``redact``: secrets in what is stored are
-    replaced by typed placeholders (default on, see :mod:`orb_learning.redaction`);
-    ``False`` turns that off, a callable (text in, text out) replaces the detector. See
-    :class:`~orb_learning.config.Settings` for the other keyword arguments.
+    one only with ``migrate_on_start=True``. Secrets in what is stored are replaced by typed
+    placeholders unless ``redact=False`` (see :mod:`orb_learning.redaction`).
     """
 
     def __init__(
@@ -65,17 +67,52 @@ class LearningDatabase:
         *,
         database_path: str | os.PathLike[str] | None = None,
         embedding_model: str | None = None,
+        embedding_backend: str | None = None,
         pool_size: int | None = None,
-        embedder: Embedder | None = None,
+        min_pool_size: int = config.DEFAULT_MIN_POOL_SIZE,
+        command_timeout: float = config.DEFAULT_COMMAND_TIMEOUT,
+        migrate_on_start: bool | None = None,
+        ef_search: int = config.DEFAULT_EF_SEARCH,
+        max_scan_tuples: int = config.DEFAULT_MAX_SCAN_TUPLES,
+        exact_search_max_rows: int | None = None,
+        query_cache_size: int = config.DEFAULT_QUERY_CACHE_SIZE,
+        preload_model: bool = True,
+        watermark_lag: timedelta = config.DEFAULT_WATERMARK_LAG,
         redact: Redactor | bool | None = None,
-        **settings: Any,
+        embedder: Embedder | None = None,
     ) -> None:
+        """Each setting is a field of :class:`~orb_learning.config.Settings` (which says
+        more). ``None`` takes the environment variable named there, else the default:
+
+        Args:
+            dsn: URL or libpq key/value string (``ORB_LEARNING_DATABASE_URL``; else embedded).
+            database_path: the embedded server's data directory (``data/learning``).
+            embedding_model: name or local directory (``ORB_LEARNING_EMBEDDING_MODEL``).
+            embedding_backend: ``onnx-int8`` (default), ``onnx``, ``torch``
+                (``ORB_LEARNING_EMBEDDING_BACKEND``).
+            pool_size: most pooled connections (``ORB_LEARNING_POOL_SIZE``, default 4).
+            migrate_on_start: upgrade to head in ``initialize()`` (default: embedded only).
+            exact_search_max_rows: rows passing the filters up to which search is exact
+                (default: 14 x the square root of the table's rows, at least 1,000).
+            redact: ``True``, ``False`` or a text-in, text-out callable
+                (``ORB_LEARNING_REDACT_SECRETS``, default on).
+            embedder: an :class:`~orb_learning.Embedder` to use instead of the model.
+        """
+        from_environment = {"embedding_backend": embedding_backend, "pool_size": pool_size}
         self.settings = Settings.resolve(
             dsn,
             database_path=database_path,
             embedding_model=embedding_model,
-            **({} if pool_size is None else {"pool_size": pool_size}),
-            **settings,
+            **{name: value for name, value in from_environment.items() if value is not None},
+            min_pool_size=min_pool_size,
+            command_timeout=command_timeout,
+            migrate_on_start=migrate_on_start,
+            ef_search=ef_search,
+            max_scan_tuples=max_scan_tuples,
+            exact_search_max_rows=exact_search_max_rows,
+            query_cache_size=query_cache_size,
+            preload_model=preload_model,
+            watermark_lag=watermark_lag,
         )
         self._embedder = embedder
         self._redactor = resolve_redactor(redact, default=self.settings.redact_secrets)
@@ -152,26 +189,9 @@ class LearningDatabase:
         await self.close()
 
     async def _open_pool(self) -> asyncpg.Pool:
-        import asyncpg
-
         if self._dsn is None:
             self._dsn = await embedded.start(Path(self.settings.data_dir))
-        dsn = asyncpg_dsn(self._dsn)
-        try:
-            if self.settings.should_migrate:
-                await migrations.upgrade(dsn)
-            await migrations.check_revision(dsn)
-            return await asyncpg.create_pool(
-                dsn,
-                min_size=self.settings.min_pool_size,
-                max_size=self.settings.pool_size,
-                command_timeout=self.settings.command_timeout,
-                init=codecs.init_connection,
-            )
-        except Exception as exc:
-            if is_translatable(exc):
-                raise translate(exc) from exc
-            raise
+        return await connections.open_pool(self.settings, asyncpg_dsn(self._dsn))
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -274,7 +294,7 @@ class LearningDatabase:
         limit: int = 10,
         days_back: int | None = 90,
         threshold: float = 0.7,
-    ) -> list[dict[str, Any]]:
+    ) -> list[SimilarExecution]:
         """Past executions most similar to ``task_description`` (cosine similarity of the
         task descriptions' embeddings), most similar first; each a dict of the record's
         columns plus ``similarity``. ``days_back=None`` searches all history."""
@@ -287,7 +307,7 @@ class LearningDatabase:
             task_description = self._redactor(task_description)
         query = await self._embedding_service().embed_query(task_description)
         async with self._connection() as connection:
-            return await search.find_similar(
+            found = await search.find_similar(
                 connection,
                 query,
                 repo=repo,
@@ -297,41 +317,45 @@ class LearningDatabase:
                 tuning=self._tuning,
                 estimates=self._estimates,
             )
+        return cast("list[SimilarExecution]", found)
 
     async def get_tier_performance(
         self, repo: str | None = None, days_back: int = 30, *, fresh: bool = True
-    ) -> list[dict[str, Any]]:
+    ) -> list[TierPerformance]:
         """Per model tier and task type over the last ``days_back`` UTC days. ``fresh``
         adds the rows stored since the last refresh (see :mod:`orb_learning._analytics`)."""
         arguments.text("repo", repo, allow_none=True)
         window = arguments.days_back(days_back)
         async with self._connection() as connection:
-            return await analytics.tier_performance(
+            rows = await analytics.tier_performance(
                 connection, repo=repo, days_back=window, fresh=bool(fresh)
             )
+        return cast("list[TierPerformance]", rows)
 
     async def get_pool_performance(
         self, repo: str | None = None, days_back: int = 7, *, fresh: bool = True
-    ) -> list[dict[str, Any]]:
+    ) -> list[PoolPerformance]:
         """Per worker pool over the last ``days_back`` days (whole UTC hours)."""
         arguments.text("repo", repo, allow_none=True)
         window = arguments.days_back(days_back)
         async with self._connection() as connection:
-            return await analytics.pool_performance(
+            rows = await analytics.pool_performance(
                 connection, repo=repo, days_back=window, fresh=bool(fresh)
             )
+        return cast("list[PoolPerformance]", rows)
 
     async def get_solution_patterns(
         self, repo: str | None = None, min_usage: int = 5, limit: int = 10, *, fresh: bool = True
-    ) -> list[dict[str, Any]]:
+    ) -> list[SolutionPattern]:
         """Top solution patterns by success rate, then usage count."""
         arguments.text("repo", repo, allow_none=True)
         arguments.integer("min_usage", min_usage, minimum=0)
         arguments.integer("limit", limit, minimum=1)
         async with self._connection() as connection:
-            return await analytics.solution_patterns(
+            rows = await analytics.solution_patterns(
                 connection, repo=repo, min_usage=min_usage, limit=limit, fresh=bool(fresh)
             )
+        return cast("list[SolutionPattern]", rows)
 
     # -- refresh -----------------------------------------------------------------------
 
@@ -367,11 +391,12 @@ class LearningDatabase:
         self._refreshers.append(refresher)
         return refresher
 
-    async def view_freshness(self) -> list[dict[str, Any]]:
+    async def view_freshness(self) -> list[ViewFreshness]:
         """Per view: ``view_name``, ``watermark``, ``last_refreshed_at`` (the last
         successful refresh, None if never), ``age`` (a timedelta) and ``rows``."""
         async with self._connection() as connection:
-            return await refresh.view_freshness(connection)
+            rows = await refresh.view_freshness(connection)
+        return cast("list[ViewFreshness]", rows)
 
     # -- retention ---------------------------------------------------------------------
 
