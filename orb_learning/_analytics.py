@@ -10,7 +10,7 @@ or deleted after it, is counted from the next refresh on, ``fresh=True`` include
 the seal too (revision 0007: a trigger marks that history, the next refresh rebuilds it).
 
 Each view is a plain view over a sealed history part and a recent part (see
-:mod:`sealed`); the live tail starts at the recent part's watermark. The solution patterns
+:mod:`._sealed`); the live tail starts at the recent part's watermark. The solution patterns
 read ``solution_patterns_mv``, the materialized merge of its parts.
 
 Windows are made of whole UTC buckets: ``days_back=30`` covers the tier view's days from

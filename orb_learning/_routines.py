@@ -1,4 +1,4 @@
-"""Routines that live in the database, versioned like the views (see :mod:`views`).
+"""Routines that live in the database, versioned like the views (see :mod:`._views`).
 
 ``orb_learning_refresh_views()`` is the one refresh job: the app-side refresher, the
 ``orb-learning refresh`` command, ``LearningDatabase.refresh_views()`` and a pg_cron job all

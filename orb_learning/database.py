@@ -1,6 +1,6 @@
 """``LearningDatabase``: the facade services use. It owns the connection pool, the embedding
-service and the lifecycle, and delegates the SQL to :mod:`store`, :mod:`search` and
-:mod:`analytics`.
+service and the lifecycle, and delegates the SQL to :mod:`._store`, :mod:`._search` and
+:mod:`._analytics`.
 """
 
 from __future__ import annotations
@@ -296,8 +296,9 @@ class LearningDatabase:
         threshold: float = 0.7,
     ) -> list[SimilarExecution]:
         """Past executions most similar to ``task_description`` (cosine similarity of the
-        task descriptions' embeddings), most similar first; each a dict of the record's
-        columns plus ``similarity``. ``days_back=None`` searches all history."""
+        task descriptions' embeddings), most similar first, each a
+        :class:`~orb_learning.SimilarExecution`: a dict of the record's columns plus
+        ``similarity``. ``days_back=None`` searches all history."""
         arguments.text("task_description", task_description)
         arguments.text("repo", repo, allow_none=True)
         arguments.integer("limit", limit, minimum=1)

@@ -77,7 +77,7 @@ def shared_buffers_mb() -> int:
     """A quarter of the machine's RAM, at least 128 MB (PostgreSQL's default) and at most
     4 GB. initdb's 128 MB holds a tenth of a million rows' HNSW index: beyond, every search
     reads graph pages through the kernel (at 1M rows, unfiltered search took 18.8 ms p50
-    with 128 MB against 9.9 ms with 4 GB: README, Performance)."""
+    with 128 MB against 9.9 ms with 4 GB: docs/performance.md)."""
     low, high = SHARED_BUFFERS_RANGE_MB
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20

@@ -1,6 +1,6 @@
 """The scheduled refresh of the analytics views, around the database's one routine.
 
-``orb_learning_refresh_views()`` (see :mod:`routines`) does the work, takes the
+``orb_learning_refresh_views()`` (see :mod:`._routines`) does the work, takes the
 single-flight lock and logs each refresh. This module calls it: once
 (:func:`refresh_once`), on a schedule inside a service (:class:`ViewRefresher`), or from
 pg_cron (:func:`install_cron_job`). A refresh that fails never takes the host down: it is

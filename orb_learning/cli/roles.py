@@ -16,8 +16,9 @@ COMMANDS = {
     "grant-reader": (
         "create a read-only role (dashboards, psql, analytics) or update its grants",
         "Creates ROLE if missing (NOLOGIN unless --login or --password-env) and grants it "
-        "CONNECT, USAGE on the schema and SELECT on executions, feedback, the five views, "
-        "view_refresh_log, view_watermarks, telemetry_dead_letters and alembic_version; "
+        "CONNECT, USAGE on the schema and SELECT on executions, feedback, the views and their "
+        "materialized parts, view_refresh_log, view_watermarks, view_history_dirty, "
+        "telemetry_dead_letters and alembic_version; "
         "nothing else. Also revokes EXECUTE on orb_learning_refresh_views() from PUBLIC. "
         "Idempotent: run it again after each migration.",
     ),
@@ -25,7 +26,8 @@ COMMANDS = {
         "create a role for services that store executions, or update its grants",
         "Creates ROLE if missing (NOLOGIN unless --login or --password-env) and grants it the "
         "reader's rights plus INSERT/UPDATE on executions, INSERT on feedback, "
-        "telemetry_dead_letters and view_refresh_log, UPDATE on view_watermarks, TEMPORARY on "
+        "telemetry_dead_letters and view_refresh_log, UPDATE on view_watermarks, DELETE on "
+        "view_history_dirty (the refresh clears the marks it answered), TEMPORARY on "
         "the database, EXECUTE on orb_learning_refresh_views() and (PostgreSQL 17+) MAINTAIN "
         "on the views, so that it can refresh them. No DELETE, TRUNCATE or DDL. Idempotent.",
     ),

@@ -56,12 +56,12 @@ An event that breaks these rules is rejected: logged with the reason, counted in
 ``events_rejected``, and never raised into the caller. The call itself refuses only what is
 plainly malformed (not a mapping, no task_id or one that is neither a UUID nor a string, a
 routing decision without ``routing``, an outcome without ``success`` or ``status``); the
-rest is validated right behind the call, on the event loop (see :mod:`.intake`).
+rest is validated right behind the call, on the event loop (see :mod:`._intake`).
 
 The event is read at the call, all of it (dicts, lists, a router's routing object by its
 public attributes, enums by value, datetimes), into the JSON text the journal keeps: the
 caller may reuse or change any of it afterwards. Once a capture call has returned, its
-event survives a crash of the process (see :mod:`.journal` for a crash of the machine, and
+event survives a crash of the process (see :mod:`._journal` for a crash of the machine, and
 ``durability="fsync"``); ``shutdown()`` returns a :class:`ShutdownReport` of what it left
 where, by its timeout.
 """

@@ -2,8 +2,8 @@
 
 A capture call checks the event's shape, reads it into JSON text and appends that to the
 journal (one ``os.write``: durable against a crash of the process once the call returns,
-see :mod:`.journal`) and to an inbox, then returns: it never waits on the database, the
-embedding model or the disk's flushing, and does not validate records (see :mod:`.intake`).
+see :mod:`._journal`) and to an inbox, then returns: it never waits on the database, the
+embedding model or the disk's flushing, and does not validate records (see :mod:`._intake`).
 Right behind it, on the loop, each event is validated, correlated and queued; background
 tasks do the rest: connecting (retried while the server is down), embedding and writing
 batches, spooling what memory cannot hold, and turning halves that never meet into dead
@@ -60,9 +60,9 @@ class TelemetryCapture(CaptureCounters):
     two attempts to reach the server. ``shutdown_timeout``: how long ``shutdown()`` takes
     at most. ``recheck_interval``: seconds between attempts after an error no retry fixes
     (schema not migrated, a missing privilege, the model's files): nothing is dropped
-    meanwhile, see :mod:`.storing`.
+    meanwhile, see :mod:`._storing`.
 
-    Every event is journaled before its capture call returns (see :mod:`.journal`):
+    Every event is journaled before its capture call returns (see :mod:`._journal`):
     ``durability="write"`` (the default) survives a crash of the process; a crash of the
     machine can lose the events of the last ~35 s (what the kernel had not written back).
     ``durability="fsync"`` fsyncs the journal every ``fsync_interval`` seconds in the

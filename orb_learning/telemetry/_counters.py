@@ -1,6 +1,6 @@
 """The capture's counters: what waits, what is queued, spooled, journaled, stored or lost.
 
-Each first checks what is still in the inbox (see :mod:`.intake`): a counter read right
+Each first checks what is still in the inbox (see :mod:`._intake`): a counter read right
 after a capture call counts that event, as if it had been checked during the call.
 """
 

@@ -1,6 +1,6 @@
 """Turning the orchestrator's event dicts into validated halves of an ExecutionRecord.
 
-Every event is checked half by half (off the caller's path, see :mod:`.intake`), so that a
+Every event is checked half by half (off the caller's path, see :mod:`._intake`), so that a
 bad value is rejected with its own event (and a reason naming the field) instead of
 failing the record built from it later. The keys each event carries are documented in
 :mod:`orb_learning.telemetry`. Unknown keys are ignored (pool results carry ``output``),

@@ -4,7 +4,7 @@ A ``capture_*`` call is the router's and the pool manager's hot path, so it does
 must happen before it returns (:meth:`Intake.capture`): shape checks that reject a clearly
 bad event with a reason, the event read into JSON text, and that text appended to the
 journal (one ``os.write``: once the call has returned, a crash of the process cannot lose
-the event, see :mod:`.journal`) and to the inbox. Everything else, the parsing back, the
+the event, see :mod:`._journal`) and to the inbox. Everything else, the parsing back, the
 full validation of each half, the correlation by task_id, the record's building and its
 queueing, runs in :meth:`Intake.check`, scheduled on the event loop right after the call
 (``call_soon``): off the caller's timing, but before the loop does anything else, so a bad

@@ -7,7 +7,7 @@ Files, in the spool path's directory (default ``data/telemetry-spool/``), of mod
 - ``spool.<n>.replaying.jsonl``: segments waiting to be replayed, oldest (lowest n) first;
 - ``spool.refused.jsonl``: dead letters the database refused, kept for an operator (never
   replayed);
-- ``spool.journal.<seq>.jsonl``: the write-ahead journal of captured events (:mod:`.journal`).
+- ``spool.journal.<seq>.jsonl``: the write-ahead journal of captured events (:mod:`._journal`).
 
 A replay starts by renaming ``spool.jsonl`` to the next segment, so what is appended during
 a replay lands in a fresh ``spool.jsonl`` and is never lost; a segment is deleted only once

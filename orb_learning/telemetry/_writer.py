@@ -11,7 +11,7 @@ settled in the journal.
 A server that is away is waited out (retrying the same batch, with capped exponential
 backoff) while new telemetry piles up in the queue, then the spool; a record the database
 rejects becomes a dead letter; an error no retry fixes stops the writing, not the capture,
-until it is fixed. :mod:`.storing` has the storing and that policy.
+until it is fixed. :mod:`._storing` has the storing and that policy.
 """
 
 from __future__ import annotations
