@@ -1,4 +1,4 @@
-"""A small table that prints as aligned text (stdout) or as Markdown (the .md reports)."""
+"""A small table that prints as aligned text (stdout) or as Markdown (RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class Table:
     note: str = ""
 
     def add(self, *cells: object) -> None:
-        self.rows.append([str(c) for c in cells])
+        self.rows.append(["-" if c is None else str(c) for c in cells])
 
     def text(self) -> str:
         widths = [
@@ -26,41 +26,41 @@ class Table:
         lines += [
             "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in self.rows
         ]
-        if self.note:
-            lines.append(self.note)
-        return "\n".join(lines)
+        return "\n".join([*lines, self.note] if self.note else lines)
 
     def markdown(self, level: int = 3) -> str:
         lines = [f"{'#' * level} {self.title}", ""] if self.title else []
         lines.append("| " + " | ".join(self.headers) + " |")
         lines.append("|" + "|".join("---" for _ in self.headers) + "|")
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in self.rows]
-        if self.note:
-            lines += ["", self.note]
-        return "\n".join(lines)
+        return "\n".join([*lines, "", self.note] if self.note else lines)
 
 
-def ms(value: float) -> str:
-    """Milliseconds with sensible precision."""
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
+def ms(value: float | None) -> str:
+    """Milliseconds (or any figure) with three significant digits, at most two decimals."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}"
 
 
-def ratio(value: float) -> str:
-    return f"{value:.1f}x" if value < 100 else f"{value:.0f}x"
+def ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}x" if value < 10 else f"{value:.1f}x" if value < 100 else f"{value:.0f}x"
 
 
-def size(value: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(value) < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+def count(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
-def p50_p95(latency: dict[str, float]) -> str:
-    """'p50 / p95 (calls)' of one case, in ms."""
-    return f"{ms(latency['p50'])} / {ms(latency['p95'])} ({latency['calls']:.0f})"
+def recall(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def p50_p95(latency: dict[str, float] | None) -> str:
+    """'p50 / p95' of one case, in ms."""
+    return "-" if not latency else f"{ms(latency['p50'])} / {ms(latency['p95'])}"

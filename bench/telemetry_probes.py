@@ -1,188 +1,164 @@
-"""The telemetry benchmark's probes: embedders and a database that keep time, the timed
-producers and the GC monitor."""
+"""What the telemetry part times with: a model and a database that keep the spans of their
+calls, the timed producers, and the statistics of what they timed.
+
+The events come from :func:`orb_learning.testing.make_stream` (routing as a mapping or as
+an object with an Enum tier, a pool start, an execution outcome or a pool's raw result),
+so the capture sees every shape an orchestrator sends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import hashlib
-import os
 import time
-from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from bench.telemetry_stream import BASELINE_KINDS, CAPTURE_KINDS, JOURNAL_LINE
 from orb_learning import ExecutionRecord, LearningDatabase, SentenceTransformerEmbedder
+from orb_learning.telemetry import (
+    EXECUTION_OUTCOME,
+    POOL_EXECUTION_COMPLETE,
+    POOL_EXECUTION_START,
+    ROUTING_DECISION,
+)
+from orb_learning.testing import HashEmbedder, Task
 
 ns = time.perf_counter_ns
-IDLE, STORING, ENCODING = 0, 1, 2  # the writer's state when a call starts
-
-
-# -- embedders and database that keep time ----------------------------------------------
+METHODS = {
+    ROUTING_DECISION: "capture_routing_decision",
+    POOL_EXECUTION_START: "capture_pool_execution_start",
+    EXECUTION_OUTCOME: "capture_execution_outcome",
+    POOL_EXECUTION_COMPLETE: "capture_pool_execution_complete",
+}
+Call = tuple[str, dict[str, Any], str]
+"""(event type, payload, task id)."""
 
 
 @dataclass
 class Clock:
-    """Time spent in ``encode`` or ``store_executions``: in progress (``active``), in
-    total, and each call's span (start and end, ns)."""
+    """The spans (start, end ns) of an embedder's ``encode`` or a store's writes."""
 
-    active: int = 0
-    seconds: float = 0.0
-    calls: int = 0
-    items: int = 0
     spans: list[tuple[int, int]] = field(default_factory=list)
-
-    def reset(self) -> None:
-        self.seconds, self.calls, self.items, self.spans = 0.0, 0, 0, []
+    active: int = 0
 
     @contextlib.contextmanager
-    def timing(self, items: int) -> Iterator[None]:
+    def timing(self) -> Iterator[None]:
         self.active += 1
         started = ns()
         try:
             yield
         finally:
-            ended = ns()
-            self.spans.append((started, ended))
-            self.seconds += (ended - started) / 1e9
-            self.calls += 1
-            self.items += items
+            self.spans.append((started, ns()))
             self.active -= 1
+
+    @property
+    def seconds(self) -> float:
+        return sum(end - start for start, end in self.spans) / 1e9
 
 
 class TimedModel(SentenceTransformerEmbedder):
-    """The default model (all-MiniLM-L6-v2), with the time its ``encode`` takes."""
+    """The default model (all-MiniLM-L6-v2 on the default backend), its encode timed."""
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        with self.clock.timing(len(texts)):
+        with self.clock.timing():
             return super().encode(texts)
 
 
-class HashEmbedder:
-    """A trivial :class:`orb_learning.Embedder`: a hash of the text -> a unit vector."""
-
-    name = "sha256-384"
-    dimension = 384
+class TimedHash(HashEmbedder):
+    """The deterministic hash embedder of :mod:`orb_learning.testing`, its encode timed."""
 
     def __init__(self) -> None:
         self.clock = Clock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        with self.clock.timing(len(texts)):
-            rows = np.empty((len(texts), self.dimension), dtype=np.float32)
-            for i, text in enumerate(texts):
-                seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-                rows[i] = np.random.default_rng(seed).standard_normal(self.dimension)
-            unit: np.ndarray = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-            return unit
+        with self.clock.timing():
+            return super().encode(texts)
 
 
 class TimedDatabase(LearningDatabase):
-    """``LearningDatabase`` with the time its ``store_executions`` calls take (the writer's
-    embedding plus database write), and optionally the batches it was given."""
+    """``LearningDatabase`` keeping the spans of its ``store_executions`` calls (the
+    writer embeds ahead, so these are the database's writes), the batches it was given and
+    when each task's row was written."""
 
-    def __init__(self, dsn: str, *, embedder: Any, keep_batches: bool = False) -> None:
-        super().__init__(dsn, embedder=embedder)
+    def __init__(self, url: str, embedder: Any) -> None:
+        super().__init__(url, embedder=embedder)
         self.clock = Clock()
-        self.keep_batches = keep_batches
         self.batches: list[list[ExecutionRecord]] = []
+        self.written_at: dict[str, int] = {}
 
     async def store_executions(self, records: Any, **options: Any) -> int:
-        if self.keep_batches:
-            self.batches.append(list(records))
-        with self.clock.timing(len(records)):
-            return await super().store_executions(records, **options)
+        self.batches.append(list(records))
+        with self.clock.timing():
+            written = await super().store_executions(records, **options)
+        at = ns()
+        self.written_at.update((str(r.task_id), at) for r in self.batches[-1])
+        return written
 
 
-# -- timed producers ------------------------------------------------------------------------
+def shares(tasks: Sequence[Task], producers: int) -> list[list[Call]]:
+    """Each producer's calls: its tasks' events in order, except that every fifth task's
+    outcome comes before its routing decision (as a bus may deliver them)."""
+    out: list[list[Call]] = [[] for _ in range(producers)]
+    for index, task in enumerate(tasks):
+        routing, start, outcome = task.events
+        events = [outcome, routing, start] if index % 5 == 4 else [routing, start, outcome]
+        out[index % producers] += [(kind, payload, str(task.task_id)) for kind, payload in events]
+    return out
 
 
-class Samples:
-    """Per label: each call's start (ns), duration (ns) and the writer's state then."""
+async def produce(capture: Any, calls: list[list[Call]]) -> tuple[list[int], dict[str, int]]:
+    """The producers, concurrently: each times every call around its ``await`` and yields to
+    the loop between calls (outside the timing). Returns every call's duration (ns) and when
+    each task's last event was captured."""
+    durations: list[int] = []
+    completed: dict[str, int] = {}
 
-    def __init__(self) -> None:
-        self.starts: dict[str, array[int]] = {}
-        self.durations: dict[str, array[int]] = {}
-        self.states: dict[str, array[int]] = {}
-        for kind in (*CAPTURE_KINDS, *BASELINE_KINDS):
-            self.starts[kind], self.durations[kind] = array("q"), array("q")
-            self.states[kind] = array("b")
-
-    def capture_durations(self) -> list[int]:
-        return [d for kind in CAPTURE_KINDS for d in self.durations[kind]]
-
-
-async def _nothing() -> None:
-    return None
-
-
-async def produce(
-    capture: Any,
-    calls: list[list[tuple[str, Any]]],
-    samples: Samples,
-    writer_state: Any,
-    line_fd: int,
-) -> None:
-    """Run the producers concurrently; each times every call around its ``await``
-    (perf_counter_ns) and yields to the event loop between calls, outside the timing.
-    ``line_fd``: an O_APPEND file beside the capture's journal, for the write baseline."""
-
-    async def producer(share: list[tuple[str, Any]]) -> None:
-        for kind, payload in share:
-            state = writer_state()
-            if kind == BASELINE_KINDS[0]:
-                t0 = ns()
-                t1 = ns()
-            elif kind == BASELINE_KINDS[1]:
-                t0 = ns()
-                await _nothing()
-                t1 = ns()
-            elif kind == BASELINE_KINDS[2]:
-                t0 = ns()
-                ExecutionRecord(**payload)
-                t1 = ns()
-            elif kind == BASELINE_KINDS[3]:
-                t0 = ns()
-                os.write(line_fd, JOURNAL_LINE)
-                t1 = ns()
-            else:
-                method = getattr(capture, CAPTURE_KINDS[kind])
-                t0 = ns()
-                await method(payload)
-                t1 = ns()
-            samples.starts[kind].append(t0)
-            samples.durations[kind].append(t1 - t0)
-            samples.states[kind].append(state)
+    async def producer(share: list[Call]) -> None:
+        for kind, payload, task_id in share:
+            method = getattr(capture, METHODS[kind])
+            started = ns()
+            await method(payload)
+            ended = ns()
+            durations.append(ended - started)
+            completed[task_id] = ended
             await asyncio.sleep(0)
 
     await asyncio.gather(*(producer(share) for share in calls))
+    return durations, completed
 
 
-class GcMonitor:
-    """Every collection of the cyclic GC while active: (start ns, end ns, generation)."""
+def microseconds(values_ns: Sequence[int]) -> dict[str, float]:
+    """calls, p50, p99, p99.9 and max in microseconds (nearest rank)."""
+    ordered = sorted(values_ns)
+    n = len(ordered)
 
-    def __init__(self) -> None:
-        self.pauses: list[tuple[int, int, int]] = []
-        self._started = 0
+    def rank(q: float) -> float:
+        return round(ordered[min(n - 1, max(0, int(q * n + 0.999999) - 1))] / 1000, 2)
 
-    def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = ns()
+    return {
+        "calls": n,
+        "p50": rank(0.5),
+        "p99": rank(0.99),
+        "p99.9": rank(0.999),
+        "max": round(ordered[-1] / 1000, 1),
+    }
+
+
+def overlap_seconds(spans: Sequence[tuple[int, int]], others: Sequence[tuple[int, int]]) -> float:
+    """The time (s) where one of ``spans`` and one of ``others`` (each disjoint) run at once."""
+    a, b = sorted(spans), sorted(others)
+    i = j = total = 0
+    while i < len(a) and j < len(b):
+        total += max(0, min(a[i][1], b[j][1]) - max(a[i][0], b[j][0]))
+        if a[i][1] < b[j][1]:
+            i += 1
         else:
-            self.pauses.append((self._started, ns(), int(info["generation"])))
-
-    def __enter__(self) -> GcMonitor:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._callback)
+            j += 1
+    return total / 1e9

@@ -31,8 +31,9 @@ Two paths, chosen per query from the planner's row estimate for the repo and tim
   (:mod:`orb_learning._search_sample`, 4,096 rows re-read every 5 minutes): a sampled row
   passing the filters, missing from the answer and more similar than its last row proves
   it wrong, and the exact path answers. No query fell below recall 0.9 in the same builds;
-  it costs 0.16 ms a query (p50 1.01 against 0.85 ms at 30,000 rows, 1.05 against 0.88 at
-  100,000) and answered 0-0.8% of the queries exactly.
+  it costs 0.16 ms a query in a quiet process (p50 1.01 against 0.85 ms at 30,000 rows,
+  1.05 against 0.88 at 100,000), 0.3-0.8 ms in the benchmark's run (docs/performance.md),
+  and answered 0-0.8% of the queries exactly.
 
 Both paths compute the same cosine on the same stored vectors (half precision since
 revision 0008), so they rank rows identically.

@@ -1,67 +1,60 @@
-"""bench/RESULTS.md quotes each part's headline as that part's report renders it."""
+"""The benchmark's committed results: RESULTS.md is results.json rendered, the run holds
+every part with its machine reference, and the harness runs end to end (a smoke run).
+
+Correctness only: no test here reads a figure as fast or slow."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
-from bench import summary
+from bench import results, summary
 
-REPORT = """# Title
-
-## Headline
-
-| a | b |
-|---|---|
-| 1 | 2 |
-
-### A subsection stays in
-
-text
-
-## Next section
-not quoted
-"""
+COMMITTED = results.BENCH_DIR / "results.json"
 
 
-def test_a_section_runs_to_the_next_heading_of_its_level() -> None:
-    quoted = summary.section(REPORT, "## Headline")
-    assert quoted is not None
-    assert quoted.startswith("| a | b |") and "A subsection stays in" in quoted
-    assert "not quoted" not in quoted
-    assert summary.section(REPORT, "## Missing") is None
+def test_the_committed_page_is_the_committed_results_rendered() -> None:
+    measured = results.read(COMMITTED)
+    assert summary.markdown(measured) == (results.BENCH_DIR / "RESULTS.md").read_text()
 
 
-def test_the_page_quotes_every_part_and_says_what_is_missing(tmp_path: Path) -> None:
-    (tmp_path / "ANALYTICS.md").write_text(REPORT)
-    (tmp_path / "analytics.json").write_text('{"generated_at": "2026-01-01T00:00:00+00:00"}')
-    summary.write(tmp_path)
-    page = (tmp_path / "RESULTS.md").read_text()
-    assert "| 1 | 2 |" in page and "run of 2026-01-01T00:00:00+00:00" in page
-    for part in summary.PARTS:
-        assert f"## {part.title}" in page
-    assert page.count("(not measured yet:") == len(summary.PARTS) - 1
+def test_the_committed_run_holds_every_part_with_its_reference() -> None:
+    parts = results.read(COMMITTED)["parts"]
+    assert set(parts) == {"search", "analytics", "embeddings", "telemetry"}
+    for name in ("search", "analytics"):
+        assert {level["rows"] for level in parts[name]} >= {1_000, 100_000}
+    for level in parts["search"]:
+        groups = [level["api"], level["exact"], level["churn"]["after"], *level["paths"]]
+        assert all(group["reference"]["p50"] > 0 for group in groups)
+        assert level["api"]["recall"]["unfiltered"]["recall"] is not None
+    assert all(level["reference"]["p50"] > 0 for level in parts["analytics"])
+    assert parts["embeddings"]["per_query"]["reference"]["p50"] > 0
+    assert parts["telemetry"]["throughput"]["all_rows_written"]
 
 
-def test_the_committed_page_quotes_the_committed_reports() -> None:
-    markdown, _ = summary.render()
-    assert "(not measured yet:" not in markdown
-    assert markdown == (summary.BENCH_DIR / "RESULTS.md").read_text()
+def test_a_comparison_puts_the_previous_run_beside(tmp_path: Path) -> None:
+    measured = results.read(COMMITTED)
+    compared = summary.table(measured, measured)
+    assert compared.headers[-3:] == ["previous", "now / previous", "previous reference"]
+    assert len(compared.rows) == len(summary.rows(measured))
+    assert all(row[-2] in ("1.00x", "-") for row in compared.rows)
+    (tmp_path / "old.json").write_text(COMMITTED.read_text())
+    summary.main([str(COMMITTED), "--compare", str(tmp_path / "old.json")])
 
 
-def test_the_search_report_gives_the_machine_reference_next_to_the_searches() -> None:
-    import json
-
-    from bench import search_report
-    from bench.timing import REFERENCE_SQL
-
-    def report(path: Path) -> str:
-        return search_report.markdown(json.loads(path.read_text()))
-
-    measured = report(summary.BENCH_DIR / "search.json")
-    headline = search_report.headline(json.loads((summary.BENCH_DIR / "search.json").read_text()))
-    assert headline.headers[-1] == "reference p50 ms"
-    assert all(row[-1] != "-" for row in headline.rows)  # every level timed it
-    assert f"Machine reference in the same rounds ({REFERENCE_SQL})" in measured
-    older = report(summary.BENCH_DIR / "history" / "search-564eba4" / "search.json")
-    assert "Machine reference in the same rounds" not in older  # not measured then
-    assert "| - |" in older  # the headline's reference column: a dash
+def test_a_quick_run_writes_results_and_their_page(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "embeddings", "--out", str(tmp_path)],
+        cwd=results.REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured = results.read(tmp_path / "results.json")
+    part = measured["parts"]["embeddings"]
+    assert set(part["agreement"]) == set(part["backends"]) == set(part["per_query"]["cases"])
+    assert summary.markdown(measured) == (tmp_path / "RESULTS.md").read_text()
+    assert "embeddings" in done.stdout and json.loads((tmp_path / "results.json").read_text())
