@@ -1,14 +1,15 @@
 """Sealed history (revision 0007): each analytics view split into a history and a recent part.
 
 A refresh of a view that holds all history recomputes all history (12-15 s at 1,000,000
-rows, bench/history/). So each per-repo view and its rollup over all repos are now two
-materialized views: ``<base>_history_mv`` holds the executions before the *seal* (the
-start of a UTC day, at least two days back), refreshed only when the seal moves (about once
-a day) or when a row before it changed; ``<base>_recent_mv`` holds the executions from the
-seal up to the watermark, refreshed every time. The name users know (``tier_performance_mv``
-...) is a plain view over both with the same columns: a UNION ALL for the time-bucketed
-views (a day or an hour never straddles a seal, which is the start of a day), a merge of
-the two parts for the solution patterns (counts and sums added, rates recomputed).
+rows: docs/decisions/0002-sealed-history.md). So each per-repo view and its rollup over all
+repos are now two materialized views: ``<base>_history_mv`` holds the executions before the
+*seal* (the start of a UTC day, at least two days back), refreshed only when the seal moves
+(about once a day) or when a row before it changed; ``<base>_recent_mv`` holds the
+executions from the seal up to the watermark, refreshed every time. The name users know
+(``tier_performance_mv`` ...) is a plain view over both with the same columns: a UNION ALL
+for the time-bucketed views (a day or an hour never straddles a seal, which is the start of
+a day), a merge of the two parts for the solution patterns (counts and sums added, rates
+recomputed).
 
 Each part's bound lives in ``view_watermarks`` under its own name: the history part's
 watermark is the seal, the recent part's the live watermark (its lower bound is its history

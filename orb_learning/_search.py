@@ -5,42 +5,29 @@ Two paths, chosen per query from the planner's row estimate for the repo and tim
 
 * **exact**: when few rows pass the filters (a rare repo, a short window, a small table),
   they are read through the btree indexes and every one is compared: perfect recall, and
-  faster than walking the graph for a needle. "Few" grows with the table: the exact path
-  costs about 2.7 µs per row passing the filters, while the graph walk costs more the
-  sparser the filter is (it visits about ``candidates / share`` rows) and the larger the
-  graph. Measured at a million rows, the paths cost the same near 14,000 rows (exact
-  16 ms at 5,000 rows against 75 ms for HNSW, 49 ms at 20,000 against 26 ms), near
-  1,200 at 20,000 rows; the default threshold, 14 x the square root of the table's rows
-  (at least 1,000), follows that.
+  faster than walking the graph for a needle. "Few" grows with the table, 14 x the square
+  root of its rows (at least 1,000), where the two paths cost the same in the benchmark
+  (docs/decisions/0003-exact-or-hnsw-path.md).
 * **HNSW**: otherwise, the HNSW index on the half-precision ``embedding`` column with
-  pgvector 0.8's iterative scan (``relaxed_order``), so that filtered rows keep coming until
-  enough are found, and an ``ef_search`` that grows with the square root of the rows in the
-  table beyond 100,000: a filtered search walks the whole graph too (at a million rows,
-  filters passing 2-10% of the rows recalled 0.89-0.95 with the list sized for the rows
-  they let through, 0.974-0.992 now). It yields ``candidates_per_result * k`` candidates,
-  which are all put back in exact similarity order (relaxed order returns them only
-  roughly sorted) and cut to ``k``. The threshold is applied *outside* that scan (a
-  MATERIALIZED CTE): a query whose answer is empty stops after the candidates instead of
-  scanning on.
-  If the scan ran out first (``hnsw.max_scan_tuples`` reached before enough rows passed a
-  sparse filter) and the answer is short of ``k``, the query is answered again by the
-  exact path: never fewer rows than the exact answer.
+  pgvector 0.8's iterative scan (``relaxed_order``), so that filtered rows keep coming
+  until enough are found, and an ``ef_search`` that grows with the square root of the
+  table's rows beyond 100,000, since a filtered search walks the whole graph too. It yields
+  ``candidates_per_result * k`` candidates, put back in exact similarity order (relaxed
+  order returns them only roughly sorted) and cut to ``k``; the threshold is applied
+  *outside* that scan (a MATERIALIZED CTE), so a query whose answer is empty stops after
+  the candidates. If the scan ran out first (``hnsw.max_scan_tuples`` reached on a sparse
+  filter) and the answer is short of ``k``, the exact path answers: never fewer rows than
+  the exact answer.
 * **check**: the walk can settle in a neighbouring group of similar executions and return
-  none of the exact ten (9 of 24 fresh builds of 30,000 rows grouped by task so answered
-  one of 60 queries). Each HNSW answer is checked against a random sample of the table
-  (:mod:`orb_learning._search_sample`, 4,096 rows re-read every 5 minutes): a sampled row
-  passing the filters, missing from the answer and more similar than its last row proves
-  it wrong, and the exact path answers. No query fell below recall 0.9 in the same builds;
-  it costs 0.16 ms a query in a quiet process (p50 1.01 against 0.85 ms at 30,000 rows,
-  1.05 against 0.88 at 100,000), 0.3-0.8 ms in the benchmark's run (docs/performance.md),
-  and answered 0-0.8% of the queries exactly.
+  none of the exact ten, so each HNSW answer is checked against a random sample of the
+  table (:mod:`orb_learning._search_sample`); a sampled row that proves it wrong sends the
+  query to the exact path (docs/decisions/0007-search-sample-check.md).
 
 Both paths compute the same cosine on the same stored vectors (half precision since
-revision 0008), so they rank rows identically.
-
-Every statement runs with ``plan_cache_mode = force_custom_plan``: a generic plan of a
-prepared statement once picked HNSW without iterative scan for a rare repo and returned
-0.1 rows of 10.
+revision 0008, docs/decisions/0001-halfvec.md), so they rank rows identically. Every
+statement runs with ``plan_cache_mode = force_custom_plan``: a generic plan of a prepared
+statement once picked HNSW without iterative scan for a rare repo and returned 0.1 rows of
+10.
 """
 
 from __future__ import annotations

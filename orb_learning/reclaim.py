@@ -1,28 +1,18 @@
 """After a large delete: rebuild the HNSW index from the live rows, then VACUUM.
 
-**Why not VACUUM alone.** VACUUM repairs the HNSW graph around every deleted element: each
-live element with a deleted neighbour gets a fresh neighbour search, on one core, one
-element at a time. An element has 32 neighbours at layer 0, so once a few percent of the
-rows are gone almost every element needs one. Measured on the benchmark's data: at 100,000
-rows, VACUUM after deleting 1% took 28 s, as long as rebuilding the whole index; at a
-million rows, VACUUM after deleting 7.8% was still repairing after 23 minutes, where the
-build takes 8. A rebuilt index holds no deleted element, so the VACUUM that follows has
-nothing to repair (0.3 s at 100,000 rows). This is pgvector's own advice (its README,
+VACUUM alone repairs the graph around every deleted element, one at a time on one core,
+and once a few percent of the rows are gone almost every element has a deleted neighbour:
+past a share that falls with the table (1% up to 100,000 rows, the fourth root of the rows
+beyond: 0.56% at a million), a concurrent rebuild followed by a VACUUM with nothing left to
+repair is faster, provided the graph fits in ``maintenance_work_mem`` (a build that spills
+goes one element at a time on disk). The numbers are in
+docs/decisions/0005-rebuild-after-delete.md; it is pgvector's own advice (its README,
 "Vacuuming").
 
-**When.** Rebuild when the delete took 1% of the rows or more up to 100,000 rows (there
-VACUUM took 21 s after 0.5%, 28 s after 1%, 71 s after 7.8%; the rebuild 25-31 s), a share
-falling with the fourth root of the rows beyond (0.56% at a million, where VACUUM took
-851 s after deleting 0.99% of the rows and the rebuild 474-531 s: the two cost the same
-near 0.58%), *and* the graph fits in ``maintenance_work_mem``: a build that spills goes on
-one element at a time on disk (128 s instead of 25 s at 100,000 rows with a third of it in
-memory), and then VACUUM's repair is the cheaper way.
-
-**What users see.** ``REINDEX INDEX CONCURRENTLY`` and ``VACUUM`` take only a SHARE UPDATE
-EXCLUSIVE lock: searches use the old index until the new one replaces it, writes go on
-(into both indexes while the new one is built). The build runs in memory and in parallel
-like the bulk path's. A rebuild that fails (cancelled, out of disk) leaves an invalid copy
-named ``..._ccnew``; the next run drops it first.
+``REINDEX INDEX CONCURRENTLY`` and ``VACUUM`` take only a SHARE UPDATE EXCLUSIVE lock:
+searches use the old index until the new one replaces it, writes go on. A rebuild that
+fails (cancelled, out of disk) leaves an invalid copy named ``..._ccnew``; the next run
+drops it first.
 """
 
 from __future__ import annotations

@@ -50,10 +50,8 @@ KEYS_LENGTH = " AND ".join(f"char_length({column}) <= {MAX_KEY_LENGTH}" for colu
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
-"""m is pgvector's default; ef_construction twice its default (revision 0008). At a million
-clustered 384-d rows the graph built with 64 held recall@10 at 0.94 however wide the search
-(ef_search 400-800); with 128 the library's defaults recall 0.97-0.98 in under 10 ms, for
-a build about 1.85 times as long (bench/SEARCH.md). At 100,000 rows both recall 1.0."""
+"""m is pgvector's default; ef_construction twice its default (revision 0008): with 64 no
+ef_search got a million clustered rows past recall 0.94 (docs/decisions/0001-halfvec.md)."""
 
 NAMING_CONVENTION = {
     "ix": "idx_%(table_name)s_%(column_0_N_name)s",

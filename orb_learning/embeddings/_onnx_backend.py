@@ -136,9 +136,8 @@ class OnnxRunner:
         options.intra_op_num_threads = threads or 0  # 0: one per physical core
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Pool threads spin between the operators of a run (ONNX Runtime's default). Making
-        # them sleep gave a query p50 of 5.09 ms against 3.96 in one run, 5.09 against 5.05
-        # in the next (bench/history/embeddings-34f8ffd, bench/EMBEDDINGS.md): no clear loser.
+        # Pool threads spin between the operators of a run (ONNX Runtime's default); making
+        # them sleep was no clear win (docs/decisions/0006-embedding-backend.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
         try:
             session = onnxruntime.InferenceSession(
@@ -165,10 +164,8 @@ class OnnxRunner:
         """Tokenize all, sort by length, run padded batches of similar lengths, unsort.
 
         A run holds at most ``batch_size`` texts and ``TOKENS_PER_RUN`` padded tokens: on
-        2 cores, runs of 64 or 256 short texts were slower than runs of 16 or even single
-        texts (171 and 109 sentences/s against 220 and 233 in
-        bench/history/embeddings-34f8ffd), their activations no longer fitting in cache;
-        with the bound, 388 and 400 (bench/EMBEDDINGS.md).
+        2 cores, large runs of short texts were slower than small ones, their activations
+        no longer fitting in cache (docs/decisions/0006-embedding-backend.md).
         """
         import numpy as np
 

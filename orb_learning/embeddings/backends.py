@@ -3,8 +3,8 @@
 Every backend runs the same model (all-MiniLM-L6-v2 by default). ``torch`` is the
 reference: sentence-transformers in float32. The ONNX ones run an export of the same
 weights with ONNX Runtime; they are offered only because their embeddings stay within
-0.99 cosine of the reference on every sentence of a fixed set (tests/test_embedding_backends.py,
-figures in bench/EMBEDDINGS.md). The default was picked by measurement on a 2-core machine.
+0.99 cosine of the reference on every sentence of a fixed set (tests/test_embedding_backends.py).
+The default was picked by measurement: docs/decisions/0006-embedding-backend.md.
 """
 
 from __future__ import annotations
