@@ -24,10 +24,20 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from bench import analytics, data, embeddings, results, search, server, summary, telemetry
+from bench import (
+    analytics,
+    data,
+    embeddings,
+    results,
+    routing,
+    search,
+    server,
+    summary,
+    telemetry,
+)
 from bench.timing import LoadSampler, Reference, log
 
-PARTS = ("search", "analytics", "embeddings", "telemetry")
+PARTS = ("search", "analytics", "routing", "embeddings", "telemetry")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -74,8 +84,13 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 p = telemetry.QUICK if quick else telemetry.Parameters()
                 parts["telemetry"] = await part("telemetry", telemetry.measure(url, reference, p))
                 results.write(out, args.out)
-            for rows in args.rows if {"search", "analytics"} & set(args.only) else []:
+            for rows in args.rows if {"search", "analytics", "routing"} & set(args.only) else []:
                 await level(url, rows, args, reference, parts, part)
+                results.write(out, args.out)
+            if "routing" in args.only:
+                p = routing.QUICK if quick else routing.Parameters()
+                quality = await part("routing quality", routing.quality(url, p))
+                parts.setdefault("routing", {})["quality"] = quality
                 results.write(out, args.out)
         finally:
             await reference.close()
@@ -108,6 +123,10 @@ async def level(
             p = analytics.QUICK if args.quick else analytics.Parameters()
             figures = await part("analytics", analytics.measure(loaded, reference, p))
             parts.setdefault("analytics", []).append(figures)
+        if "routing" in args.only:
+            p = routing.QUICK if args.quick else routing.Parameters()
+            figures = await part("routing", routing.latency(loaded, reference, p))
+            parts.setdefault("routing", {}).setdefault("latency", []).append(figures)
 
 
 def main(argv: list[str] | None = None) -> int:

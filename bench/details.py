@@ -344,6 +344,25 @@ def _telemetry(part: dict[str, Any]) -> list[Table]:
     return [calls, segments]
 
 
+def _routing_latency(level: dict[str, Any]) -> Table:
+    first = level.get("first_call_seconds", {})
+    table = Table(
+        ["case", "p50 ms", "p95 ms", "calls", "reference p50 ms"],
+        title=f"recommend_route at {level['rows']:,} rows",
+        note="First call per filter (it fits the model, then cached 15 minutes): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in first.items()),
+    )
+    for case, figures in level["cases"].items():
+        table.add(
+            case,
+            ms(figures["p50"]),
+            ms(figures["p95"]),
+            figures["calls"],
+            ms(level["reference"]["p50"]),
+        )
+    return table
+
+
 def sections(results: dict[str, Any]) -> list[str]:
     """Markdown per part: a heading, then its tables."""
     parts, out = results["parts"], []
@@ -355,6 +374,11 @@ def sections(results: dict[str, Any]) -> list[str]:
         tables += [_restart(level)] if level.get("restart") else []
     out.append(("## Search, ingest and storage", tables))
     out.append(("## Analytics", [_analytics(level) for level in parts.get("analytics", [])]))
+    if "routing" in parts:
+        from .routing import tables as routing_tables
+
+        latency = [_routing_latency(level) for level in parts["routing"].get("latency", [])]
+        out.append(("## Route recommendations", latency + routing_tables(parts["routing"])))
     if "embeddings" in parts:
         out.append(("## Embeddings", [_embeddings(parts["embeddings"])]))
     if "telemetry" in parts:

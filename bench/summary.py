@@ -215,6 +215,54 @@ def _telemetry(part: dict[str, Any]) -> Iterator[Row]:
     )
 
 
+def _routing_latency(level: dict[str, Any]) -> Iterator[Row]:
+    cases, n = level["cases"], level["rows"]
+    search = cases["find_similar_executions"]["p50"]
+    for case in ("2 candidates", "default candidates, logged", "frequent repo"):
+        p50 = cases[case]["p50"]
+        yield Row(
+            "routing",
+            f"recommend_route p50 / p95 ms, {case} (x find_similar_executions p50)",
+            n,
+            f"{ms(p50)} / {ms(cases[case]['p95'])} ({ratio(p50 / search)})",
+            p50,
+            _ref(level),
+        )
+
+
+def _routing_quality(quality: dict[str, Any]) -> Iterator[Row]:
+    for data, result in quality["files"].items():
+        scores = {s["method"]: s for s in result["offline"]}
+        yield Row(
+            "routing",
+            f"{data}: APGR recommender / per-type / kNN / oracle (ECE)",
+            result["tasks"],
+            " / ".join(
+                f"{scores[m]['apgr']:.3f}"
+                for m in ("recommender", "per_task_type", "knn", "oracle")
+            )
+            + f" ({scores['recommender']['ece']:.3f})",
+            scores["recommender"]["apgr"],
+            None,
+        )
+        played = {(r["policy"], r["cost_weight"]): r for r in result["replay"]}
+        for weight in sorted({w for _, w in played}):
+            figures = [
+                played.get((p, weight)) for p in ("thompson", "greedy", "per_type_greedy", "random")
+            ]
+            if None in figures:
+                continue
+            yield Row(
+                "routing",
+                f"{data}: replay reward (cost weight {weight:g}): "
+                "Thompson / greedy / per-type / random",
+                result["tasks"],
+                " / ".join(f"{f['reward']:.3f}" for f in figures if f is not None),
+                figures[0]["reward"] if figures[0] else None,
+                None,
+            )
+
+
 def rows(results: dict[str, Any]) -> list[Row]:
     parts = results["parts"]
     out: list[Row] = []
@@ -222,6 +270,10 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out += _search(level)
     for level in parts.get("analytics", []):
         out += _analytics(level)
+    for level in parts.get("routing", {}).get("latency", []):
+        out += _routing_latency(level)
+    if "quality" in parts.get("routing", {}):
+        out += _routing_quality(parts["routing"]["quality"])
     if "embeddings" in parts:
         out += _embeddings(parts["embeddings"])
     if "telemetry" in parts:
@@ -250,6 +302,8 @@ def _loads(parts: dict[str, Any]) -> str:
     """Each part's (each level's) load average range: how busy the host was meanwhile."""
     out = []
     for name, part in parts.items():
+        if name == "routing":
+            part = [*part.get("latency", []), *([part["quality"]] if "quality" in part else [])]
         for one in part if isinstance(part, list) else [part]:
             load, rows = one["load_average"], f" {count(one['rows'])}" if "rows" in one else ""
             out.append(f"{name}{rows} {load['min']}-{load['max']}")

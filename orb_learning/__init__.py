@@ -33,6 +33,7 @@ from .errors import (
     UnknownExecutionError,
 )
 from .models import ErrorType, ExecutionRecord, FeedbackRecord, QualityPolicy, SolutionRecord
+from .routing import RouteOption, RouteRecommendation
 from .rows import (
     PoolPerformance,
     SimilarExecution,
@@ -72,6 +73,8 @@ __all__ = [
     "ProgramLimitError",
     "QualityPolicy",
     "QueryTimeoutError",
+    "RouteOption",
+    "RouteRecommendation",
     "SchemaNotReadyError",
     "SentenceTransformerEmbedder",
     "Settings",

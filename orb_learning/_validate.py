@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import migrations
 from ._catalog import CURRENT_VIEWS, PUBLIC_VIEWS
 from ._history_marks import MARK_FUNCTION
+from ._route_log import OUTCOMES_VIEW
 from ._routines import REFRESH_FUNCTION
 from .schema import executions, metadata
 
@@ -45,13 +46,14 @@ async def validate(connection: asyncpg.Connection) -> list[Check]:
     checks += await _hnsw(connection)
     for view in CURRENT_VIEWS:
         checks += await _view(connection, view.name, view.unique_index)
-    for public in PUBLIC_VIEWS:  # views over the materialized parts (revision 0007)
+    # the views over the materialized parts (revision 0007), the recommendations' (0010)
+    for name in (*(public.name for public in PUBLIC_VIEWS), OUTCOMES_VIEW):
         found = await connection.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_views WHERE viewname = $1 UNION ALL "
             "SELECT 1 FROM pg_matviews WHERE matviewname = $1)",
-            public.name,
+            name,
         )
-        checks.append(Check(f"view {public.name}", bool(found), "" if found else "missing"))
+        checks.append(Check(f"view {name}", bool(found), "" if found else "missing"))
     return checks + await _routines(connection)
 
 

@@ -1,40 +1,38 @@
-"""``LearningDatabase``: the facade services use. It owns the connection pool, the embedding
-service and the lifecycle, and delegates the SQL to :mod:`._store`, :mod:`._search` and
-:mod:`._analytics`.
+"""``LearningDatabase``: the facade services use. Its pool, embedding service and lifecycle
+come from :mod:`._lifecycle`; the SQL is delegated to :mod:`._store`, :mod:`._search`,
+:mod:`._analytics` and :mod:`._recommend`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import random
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from . import (
     _analytics as analytics,
     _arguments as arguments,
-    _connections as connections,
     _dead_letters as dead_letters,
     _feedback as feedback,
+    _recommend as recommending,
     _search as search,
     _store as store,
     config,
-    embedded,
     refresh,
 )
-from .config import EMBEDDING_DIMENSION, Settings
-from .dsn import asyncpg_dsn, redact
-from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
+from ._lifecycle import Lifecycle
+from .config import Settings
+from .embeddings import Embedder
 from .errors import (
     NotInitializedError,
 )
 from .models import ExecutionRecord, FeedbackRecord
 from .redaction import Redactor, redact_feedback, redact_record, resolve as resolve_redactor
+from .routing import RouteRecommendation
 from .rows import (
     PoolPerformance,
     SimilarExecution,
@@ -44,13 +42,12 @@ from .rows import (
 )
 
 if TYPE_CHECKING:
-    import asyncpg
     import numpy as np
 
 logger = logging.getLogger("orb_learning")
 
 
-class LearningDatabase:
+class LearningDatabase(Lifecycle):
     """The learning store on PostgreSQL + pgvector.
 
     Where the server comes from: ``dsn``, else ``database_path`` (the data directory of an
@@ -114,111 +111,16 @@ class LearningDatabase:
             preload_model=preload_model,
             watermark_lag=watermark_lag,
         )
-        self._embedder = embedder
+        super().__init__(self.settings, embedder)
         self._redactor = resolve_redactor(redact, default=self.settings.redact_secrets)
-        self._pool: asyncpg.Pool | None = None
-        self._embeddings: AsyncEmbeddingService | None = None
-        self._dsn: str | None = self.settings.dsn
         self._tuning = search.SearchTuning(
             ef_search=self.settings.ef_search,
             max_scan_tuples=self.settings.max_scan_tuples,
             exact_search_max_rows=self.settings.exact_search_max_rows,
         )
         self._estimates = search.PlannerEstimates()
-        self._lock = asyncio.Lock()
-        self._refreshers: list[refresh.ViewRefresher] = []
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    @property
-    def initialized(self) -> bool:
-        return self._pool is not None
-
-    @property
-    def dsn(self) -> str | None:
-        """The server's URL with its password hidden (``None`` before an embedded start)."""
-        return redact(self._dsn) if self._dsn else None
-
-    async def initialize(self) -> None:
-        """Connect (starting the embedded server if that is the source), check the schema
-        revision, and load the embedding model. Idempotent."""
-        async with self._lock:
-            if self._pool is not None:
-                return
-            if self._embedder is None:  # kept: a retried initialize() must not reload it
-                self._embedder = SentenceTransformerEmbedder(
-                    self.settings.embedding_model, backend=self.settings.embedding_backend
-                )
-            embeddings = AsyncEmbeddingService(
-                self._embedder,
-                expected_dimension=EMBEDDING_DIMENSION,
-                cache_size=self.settings.query_cache_size,
-            )
-            try:
-                loading = [embeddings.start()] if self.settings.preload_model else []
-                pool, *_ = await asyncio.gather(self._open_pool(), *loading)
-            except BaseException:
-                await embeddings.close()
-                raise
-            self._pool, self._embeddings = pool, embeddings
-            logger.info("orb-learning ready on %s", self.dsn)
-
-    async def close(self) -> None:
-        """Close the pool and the embedding service. Idempotent."""
-        async with self._lock:
-            refreshers, self._refreshers = self._refreshers, []
-            for refresher in refreshers:
-                await refresher.stop()
-            pool, self._pool = self._pool, None
-            embeddings, self._embeddings = self._embeddings, None
-            if pool is not None:
-                await pool.close()
-            if embeddings is not None:
-                await embeddings.close()
-
-    async def __aenter__(self) -> LearningDatabase:
-        await self.initialize()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def _open_pool(self) -> asyncpg.Pool:
-        if self._dsn is None:
-            self._dsn = await embedded.start(Path(self.settings.data_dir))
-        return await connections.open_pool(self.settings, asyncpg_dsn(self._dsn))
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; driver errors come out as :class:`OrbLearningError`
-        (see :func:`orb_learning._connections.pooled`)."""
-        if self._pool is None:
-            raise NotInitializedError(
-                "LearningDatabase not initialized: await initialize() (or use `async with`)"
-            )
-        async with connections.pooled(self._pool) as connection:
-            yield connection
-
-    def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        """A pooled connection for SQL of your own (``async with db.connection() as c``),
-        with the library's codecs (``vector``, ``jsonb``) and error translation."""
-        return self._connection()
-
-    def _embedding_service(self) -> AsyncEmbeddingService:
-        if self._embeddings is None:
-            raise NotInitializedError("LearningDatabase not initialized: await initialize()")
-        return self._embeddings
-
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """The embeddings ``store_executions`` would compute for ``texts`` (one row each,
-        through the library's model, batching and cache): for a writer that embeds one batch
-        while the previous one is written, then passes ``embeddings=``."""
-        return await self._embedding_service().embed_many(texts)
+        self._routes = recommending.RouteState()
+        self._rng = random.Random()
 
     # -- writes ------------------------------------------------------------------------
 
@@ -319,6 +221,44 @@ class LearningDatabase:
                 estimates=self._estimates,
             )
         return cast("list[SimilarExecution]", found)
+
+    async def recommend_route(
+        self,
+        task_description: str,
+        *,
+        task_type: str | None = None,
+        repo: str | None = None,
+        complexity_score: int | None = None,
+        candidates: Sequence[tuple[str, str]] | None = None,
+        min_success: float | None = None,
+        cost_weight: float | None = None,
+        explore: bool = False,
+        days_back: int | None = 90,
+        log: bool = True,
+        rng: random.Random | None = None,
+    ) -> RouteRecommendation:
+        """Which ``(model_tier, pool_type)`` should run the task, with each candidate's
+        expected success (a posterior and its 90% interval), cost, duration and quality,
+        from the task's nearest past executions and the tier performance of the window.
+        Objectives: the most likely (default), the cheapest at least ``min_success``
+        likely, or the best success minus ``cost_weight`` x cost; ``explore`` chooses by
+        Thompson sampling (``rng`` makes it repeatable). ``log`` writes the recommendation
+        to ``route_recommendations``; pass its ``recommendation_id`` with the execution.
+        See :mod:`orb_learning.routing`."""
+        checked = recommending.request(
+            task_description, task_type=task_type, repo=repo,
+            complexity_score=complexity_score, candidates=candidates,
+            min_success=min_success, cost_weight=cost_weight, explore=explore,
+            days_back=days_back, log=log,
+        )  # fmt: skip
+        if self._redactor is not None:  # stored and searched as the descriptions were
+            checked = replace(checked, task_description=self._redactor(task_description))
+        query = await self._embedding_service().embed_query(checked.task_description)
+        async with self._connection() as connection:
+            return await recommending.recommend(
+                connection, query, checked, tuning=self._tuning, estimates=self._estimates,
+                state=self._routes, rng=rng or self._rng,
+            )  # fmt: skip
 
     async def get_tier_performance(
         self, repo: str | None = None, days_back: int = 30, *, fresh: bool = True

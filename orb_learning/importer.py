@@ -67,6 +67,9 @@ _FLOAT32_TYPES = ("FLOAT", "REAL", "FLOAT4")
 BULK_ROWS = 50_000
 """From this many rows in the file on, the import defers the HNSW index (see above)."""
 
+FIRST_VERSION_FIELDS = [c for c in ExecutionRecord.model_fields if c != "recommendation_id"]
+"""The columns a first-version file may have (``recommendation_id`` came with revision 0010)."""
+
 
 class ImportSourceError(OrbLearningError, ValueError):
     """The DuckDB file cannot be read as a first-version learning database."""
@@ -134,7 +137,7 @@ async def import_duckdb(
         types = await asyncio.to_thread(_column_types, duck, source)
         summary = ImportSummary(
             path=str(source),
-            defaulted_columns=[c for c in ExecutionRecord.model_fields if c not in types],
+            defaulted_columns=[c for c in FIRST_VERSION_FIELDS if c not in types],
             ignored_columns=[
                 c for c in types if c not in store.WRITE_COLUMNS and c != "uploaded_at"
             ],

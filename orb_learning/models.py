@@ -257,6 +257,9 @@ class ExecutionRecord(_StoreModel):
     cpu_time_seconds: Measure | None = None
     solution_summary: Text | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    recommendation_id: UUID | None = None
+    """The route recommendation this execution followed (or not), when the router asked
+    :meth:`~orb_learning.LearningDatabase.recommend_route` first."""
 
     def calculate_embedding_content(self) -> str:
         """The first version's labelled string, kept for compatibility.

@@ -2,7 +2,8 @@
 
 Rows go oldest first, ``batch_size`` (5,000) per transaction, so the table stays writable.
 Their feedback goes with them (``ON DELETE CASCADE``; it is not archived, the executions keep
-the latest ``user_rating``/``user_accepted``). The analytics views keep the purged buckets
+the latest ``user_rating``/``user_accepted``), and so do the route recommendations made
+before the cutoff (a log, not archived). The analytics views keep the purged buckets
 until their next refresh.
 
 **An interrupted run loses nothing and never archives a row twice.** A batch is one
@@ -71,6 +72,8 @@ SELECT_BATCH = (
 DELETE_BATCH = "DELETE FROM executions WHERE task_id = ANY($1::uuid[])"
 XACT_STATUS = "SELECT pg_xact_status($1::text::xid8)"
 COUNT_FEEDBACK = "SELECT count(*) FROM feedback WHERE task_id = ANY($1::uuid[])"
+DELETE_RECOMMENDATIONS = "DELETE FROM route_recommendations WHERE created_at < $1"
+COUNT_RECOMMENDATIONS = "SELECT count(*) FROM route_recommendations WHERE created_at < $1"
 PLAN = """\
 SELECT to_char(e."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM') AS month, count(*) AS rows,
        coalesce(sum(f.n), 0)::bigint AS feedback
@@ -89,6 +92,8 @@ class RetentionResult:
     archived_count: int = 0
     deleted_count: int = 0
     feedback_deleted: int = 0
+    recommendations_deleted: int = 0
+    """``route_recommendations`` rows made before the cutoff (a log: not archived)."""
     batches: int = 0
     months: dict[str, int] = field(default_factory=dict)
     archive_files: list[str] = field(default_factory=list)
@@ -146,6 +151,9 @@ class Retention:
             for row in await connection.fetch(PLAN, self.cutoff):
                 result.months[row["month"]] = row["rows"]
                 result.feedback_deleted += row["feedback"]
+            result.recommendations_deleted = await connection.fetchval(
+                COUNT_RECOMMENDATIONS, self.cutoff
+            )
         result.deleted_count = sum(result.months.values())
         result.archived_count = result.deleted_count if self.archive is not None else 0
         if self.archive is not None and self.archive.is_dir():
@@ -164,6 +172,9 @@ class Retention:
             result.batches += 1
             if self._progress is not None:
                 self._progress(result.deleted_count, max(total, result.deleted_count))
+        async with self.db.connection() as connection:
+            status = await connection.execute(DELETE_RECOMMENDATIONS, self.cutoff)
+            result.recommendations_deleted = int(status.split()[-1])
         if self.reclaim and result.deleted_count:
             result.reclaimed = await after_delete(self.db, deleted_rows=result.deleted_count)
         return result

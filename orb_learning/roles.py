@@ -48,6 +48,8 @@ READ_TABLES: tuple[str, ...] = (
     "view_watermarks",
     "view_history_dirty",
     "telemetry_dead_letters",
+    "route_recommendations",
+    "route_recommendation_outcomes",
     "alembic_version",
 )
 """What both roles may SELECT. ``alembic_version`` (the schema revision, one row) is there
@@ -60,6 +62,7 @@ WRITE_PRIVILEGES: tuple[tuple[str, str], ...] = (
     ("INSERT", "view_refresh_log"),  # the refresh routine's log, and failures logged by it
     ("UPDATE", "view_watermarks"),  # the routine moves the watermarks
     ("DELETE", "view_history_dirty"),  # and clears the marks of the history it rebuilt
+    ("INSERT", "route_recommendations"),  # recommend_route(log=True)
 )
 MAINTAIN_MIN_SERVER_VERSION = 170000
 _RESERVED = frozenset({"public", "none", "current_user", "session_user", "current_role"})
@@ -123,7 +126,10 @@ async def _grant(
         await _run(connection, report, "GRANT CONNECT ON DATABASE %I TO %I", database, role)
         await _run(connection, report, "GRANT USAGE ON SCHEMA %I TO %I", schema, role)
         for table in READ_TABLES:
-            await _run(connection, report, "GRANT SELECT ON TABLE %I.%I TO %I", schema, table, role)
+            if await _exists(connection, schema, table, report):
+                await _run(
+                    connection, report, "GRANT SELECT ON TABLE %I.%I TO %I", schema, table, role
+                )
         if kind == "writer":
             await _grant_writes(connection, report, schema, database, function)
     return report
@@ -135,9 +141,10 @@ async def _grant_writes(
     role = report.role
     await _run(connection, report, "GRANT TEMPORARY ON DATABASE %I TO %I", database, role)
     for privileges, table in WRITE_PRIVILEGES:
-        await _run(
-            connection, report, f"GRANT {privileges} ON TABLE %I.%I TO %I", schema, table, role
-        )
+        if await _exists(connection, schema, table, None):
+            await _run(
+                connection, report, f"GRANT {privileges} ON TABLE %I.%I TO %I", schema, table, role
+            )
     await _run(connection, report, f"GRANT EXECUTE ON FUNCTION {function} TO %I", schema, role)
     version = int(await connection.fetchval("SELECT current_setting('server_version_num')"))
     if version >= MAINTAIN_MIN_SERVER_VERSION:
@@ -201,6 +208,21 @@ async def _ensure_role(
         )
     else:
         report.login = bool(existing["rolcanlogin"])
+
+
+async def _exists(
+    connection: asyncpg.Connection, schema: str, table: str, report: RoleReport | None
+) -> bool:
+    """Whether the table is there: a database of an older revision lacks the newer ones
+    (noted; grant again after ``db upgrade``)."""
+    found = await connection.fetchval(
+        "SELECT to_regclass(format('%I.%I', $1::text, $2::text))", schema, table
+    )
+    if found is None and report is not None:
+        report.notes.append(
+            f"{table} does not exist yet (an older revision): grant again after upgrading"
+        )
+    return found is not None
 
 
 async def _run(

@@ -40,6 +40,7 @@ class SimilarExecution(TypedDict):
     cpu_time_seconds: float | None
     solution_summary: str | None
     metadata: dict[str, Any]
+    recommendation_id: UUID | None
     similarity: float
 
 

@@ -132,6 +132,12 @@ executions = Table(
         server_default=func.now(),
         comment="When the row was last written",
     ),
+    Column(
+        "recommendation_id",
+        Uuid,
+        comment="The route recommendation the router asked for first (route_recommendations), "
+        "NULL when none",
+    ),
     CheckConstraint("routing_confidence BETWEEN 0 AND 1", name="routing_confidence_range"),
     CheckConstraint("complexity_score BETWEEN 0 AND 100", name="complexity_score_range"),
     CheckConstraint("quality_score BETWEEN 0 AND 100", name="quality_score_range"),
@@ -176,6 +182,11 @@ Index(
     executions.c.timestamp.desc(),
 )
 Index("idx_executions_timestamp", executions.c.timestamp)
+Index(  # the recommendations' outcomes (revision 0010): most executions have none
+    "idx_executions_recommendation_id",
+    executions.c.recommendation_id,
+    postgresql_where=executions.c.recommendation_id.isnot(None),
+)
 Index(  # on the half-precision column (revision 0008; 0006 built it on a cast)
     "idx_executions_embedding_hnsw",
     executions.c.embedding,
@@ -308,4 +319,51 @@ Index(
     telemetry_dead_letters.c.first_seen_at,
     unique=True,
     postgresql_nulls_not_distinct=True,
+)
+
+route_recommendations = Table(  # revision 0010
+    "route_recommendations",
+    metadata,
+    Column("recommendation_id", Uuid, primary_key=True, comment="Returned to the caller"),
+    Column(
+        "created_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.now(),
+        comment="When it was made",
+    ),
+    Column("task_description", Text, nullable=False, comment="The task (secrets redacted)"),
+    Column("task_type", Text, comment="The task type asked with, NULL when none"),
+    Column("repo", Text, comment="The repo filter, NULL for all repos"),
+    Column("complexity_score", Integer, comment="The router's complexity estimate, if given"),
+    Column("days_back", Integer, comment="The history window in days, NULL for all history"),
+    Column(
+        "objective",
+        Text,
+        nullable=False,
+        comment="success (most likely), min_success (cheapest likely enough) or cost_weight",
+    ),
+    Column("min_success", Double, comment="The min_success asked for"),
+    Column("cost_weight", Double, comment="The cost weight (success per USD) asked for"),
+    Column("explore", Boolean, nullable=False, comment="Chosen by Thompson sampling"),
+    Column("fallback", Boolean, nullable=False, comment="No history: the caller's first option"),
+    Column("chosen_tier", Text, comment="The model tier recommended"),
+    Column("chosen_pool", Text, comment="The pool recommended"),
+    Column("expected_success", Double, comment="The chosen option's expected success"),
+    Column("expected_cost", Double, comment="The chosen option's expected cost, USD"),
+    Column(
+        "options",
+        JSONB,
+        nullable=False,
+        comment="Every option with its estimates and score, ranked",
+    ),
+    CheckConstraint(
+        "objective IN ('success', 'min_success', 'cost_weight')", name="objective_known"
+    ),
+    comment="One row per recommend_route() call (log=True): what was recommended, with what "
+    "estimates. route_recommendation_outcomes joins it with the executions that followed.",
+)
+Index(
+    "idx_route_recommendations_created_at",
+    route_recommendations.c.created_at,
 )

@@ -163,6 +163,8 @@ def test_help_is_quick_to_load_and_lists_every_command() -> None:
         "pools",
         "patterns",
         "stats",
+        "recommend",
+        "evaluate-routing",
         "refresh",
         "psql",
     ):
@@ -180,6 +182,11 @@ def test_help_is_quick_to_load_and_lists_every_command() -> None:
         (["similar", ""], "task_description must not be empty"),
         (["--dsn", "postgresql://u:pw@[::1/orb", "tiers"], "Invalid IPv6 URL"),
         (["retention", "--keep-days", "1", "--archive", "/proc/nope"], "/proc/nope"),
+        (["recommend", "x", "--min-success", "2"], "--min-success"),
+        (["recommend", "x", "--cost-weight", "-1"], "--cost-weight"),
+        (["recommend", "x", "--candidate", "large"], "TIER:POOL"),
+        (["recommend", "x", "--min-success", "0.5", "--cost-weight", "1"], "not allowed with"),
+        (["evaluate-routing", "--data", "/nope.csv"], "/nope.csv"),
     ],
 )
 def test_every_error_is_one_line_naming_the_problem(

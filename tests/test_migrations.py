@@ -34,6 +34,8 @@ BTREE_INDEXES = {
     "idx_executions_pool_duration": "USING btree (pool_type, success, duration_seconds)",
     "idx_executions_quality_trend": 'USING btree (repo, quality_score, "timestamp" DESC)',
     "idx_executions_timestamp": 'USING btree ("timestamp")',
+    "idx_executions_recommendation_id": "USING btree (recommendation_id) "
+    "WHERE (recommendation_id IS NOT NULL)",
 }
 HNSW_INDEX = "idx_executions_embedding_hnsw"
 
@@ -311,10 +313,12 @@ def test_model_fields_are_the_table_columns() -> None:
 
 def test_model_fields_are_the_table_columns_in_order() -> None:
     """The first version's 27 columns in its order: the fields, with the embedding before
-    metadata, and uploaded_at last."""
+    metadata, and uploaded_at last; then the columns later revisions added (0010's
+    recommendation_id), as ALTER TABLE appends them."""
     fields = [*ExecutionRecord.model_fields]
     fields.insert(fields.index("metadata"), "embedding")
-    assert [*fields, "uploaded_at"] == [column.name for column in executions.columns]
+    fields.insert(fields.index("recommendation_id"), "uploaded_at")
+    assert fields == [column.name for column in executions.columns]
 
 
 # --- 4. offline SQL --------------------------------------------------------------------------

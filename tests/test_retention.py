@@ -313,3 +313,23 @@ async def test_cli_end_to_end(
     assert "Deleted 6 executions" in plain.stdout
     assert await connection.fetchval("SELECT count(*) FROM executions") == 0
     assert run_cli(database_url, "--keep-days", "-1").returncode == 2
+
+
+async def test_route_recommendations_made_before_the_cutoff_go_too(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    await populate(db)
+    kept = await db.recommend_route("Fix the flaky parser test", candidates=[("a", "p")])
+    old = await db.recommend_route("Fix the flaky parser test", candidates=[("a", "p")])
+    await connection.execute(
+        "UPDATE route_recommendations SET created_at = now() - interval '91 days' "
+        "WHERE recommendation_id = $1",
+        old.recommendation_id,
+    )
+    plan = await Retention(db, days_to_keep=90).plan()
+    assert plan.recommendations_deleted == 1
+    result = await db.cleanup_old_executions(90, reclaim=False)
+    assert result["recommendations_deleted"] == 1
+    assert await connection.fetchval(
+        "SELECT array_agg(recommendation_id) FROM route_recommendations"
+    ) == [kept.recommendation_id]

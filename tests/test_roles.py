@@ -41,6 +41,7 @@ WRITER_EXTRA = {
     "view_refresh_log": {"INSERT"},
     "view_watermarks": {"UPDATE"},
     "view_history_dirty": {"DELETE"},
+    "route_recommendations": {"INSERT"},
     **{view: {"MAINTAIN"} for view in VIEW_NAMES},
 }
 PASSWORD = "s3cret pass/with:odd@chars"

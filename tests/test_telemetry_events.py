@@ -60,6 +60,34 @@ def test_the_routers_object_with_an_enum_tier_and_derived_cost() -> None:
     assert record.user_rating is None and record.user_accepted is None
 
 
+def test_the_recommendation_id_rides_on_the_routing_decision() -> None:
+    """At the event's top level or in the routing mapping (a string or a UUID)."""
+    recommended = uuid.uuid4()
+    for where in ("event", "routing"):
+        task_id = uuid.uuid4()
+        route = {"tier": "large", "confidence": 0.8, "pool": "runpod"}
+        kind, event = routing(task_id, route)
+        if where == "event":
+            event["recommendation_id"] = recommended
+        else:
+            route["recommendation_id"] = str(recommended)
+        record = correlate(
+            (kind, event),
+            (EXECUTION_OUTCOME, {"task_id": task_id, "success": True, "duration": 1.0}),
+        )
+        assert record.recommendation_id == recommended, where
+    kind, event = routing(uuid.uuid4(), {"tier": "large", "confidence": 0.8})
+    assert (
+        correlate(
+            (kind, event),
+            (EXECUTION_OUTCOME, {"task_id": event["task_id"], "success": True, "duration": 1.0}),
+        ).recommendation_id
+        is None
+    )
+    with pytest.raises(BadEvent, match="recommendation_id"):
+        parse_half(kind, {**event, "recommendation_id": "not a uuid"}, NOW)
+
+
 def test_a_pool_result_gives_success_duration_error_and_pool() -> None:
     task_id = uuid.uuid4()
     result = {

@@ -19,7 +19,17 @@ from typing import NoReturn
 
 from ..errors import OrbLearningError, driver_error, translate
 
-COMMAND_MODULES = ("demo", "db", "read", "refresh", "psql", "roles", "import_duckdb", "retention")
+COMMAND_MODULES = (
+    "demo",
+    "db",
+    "read",
+    "routing",
+    "refresh",
+    "psql",
+    "roles",
+    "import_duckdb",
+    "retention",
+)
 """The modules of this package that add a subcommand, in the order of --help."""
 
 

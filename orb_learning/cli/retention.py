@@ -78,7 +78,8 @@ async def run(args: argparse.Namespace) -> int:
     print(
         f"{verb} {result.deleted_count} executions stamped before "
         f"{result.cutoff:%Y-%m-%d %H:%M} UTC (keeping {result.days_cleaned} days), "
-        f"with {result.feedback_deleted} feedback rows."
+        f"with {result.feedback_deleted} feedback rows, and "
+        f"{result.recommendations_deleted} route recommendations made before then."
     )
     months = [{"month": m, "executions": n} for m, n in result.months.items()]
     if months:

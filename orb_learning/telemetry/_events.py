@@ -203,7 +203,9 @@ def _routing_fields(data: Mapping[str, Any], received_at: datetime) -> dict[str,
         "metadata": jsonable({**metadata, **extra}),
     }
     pool = _label(_get(routing, "pool", "pool_type"))
-    checked = _checked({**fields, **_present(pool_type=pool)}, "routing")
+    recommended = _or(data.get("recommendation_id"), _get(routing, "recommendation_id"))
+    present = _present(pool_type=pool, recommendation_id=recommended)
+    checked = _checked({**fields, **present}, "routing")
     checked.setdefault("pool_type", None)
     return checked
 
