@@ -14,7 +14,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -124,8 +125,11 @@ class RouteState:
     """What recommendations keep between calls: the fitted hyperparameters and the
     candidate pairs per filter."""
 
-    def __init__(self) -> None:
-        self.fits = FitCache()
+    def __init__(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]] | None = None,
+    ) -> None:
+        self.fits = FitCache(connect)
         self._pairs: dict[tuple[str | None, int | None], tuple[float, list[Candidate]]] = {}
 
     def forget(self) -> None:

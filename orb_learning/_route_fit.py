@@ -15,17 +15,19 @@ type's rate), under every (sharpness, strength) pair of a grid, per option and p
   the best pair cost about 0.02 APGR against the average on both data sets.
 
 One SQL statement finds every sampled row's neighbours (a LATERAL nearest-neighbour
-search); :class:`FitCache` keeps the model per filter and fits again when it is older than
-``ttl`` or the history has grown by half.
+search); :class:`FitCache` keeps the model per filter and fits again, in the background,
+when it is older than ``ttl`` or the history has grown by half.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +39,8 @@ from ._route_prior import TierStats
 
 if TYPE_CHECKING:
     import asyncpg
+
+logger = logging.getLogger("orb_learning")
 
 SAMPLE_ROWS = 250
 MIN_SAMPLE_ROWS = 30
@@ -222,18 +226,38 @@ class _Fitted:
 
 
 class FitCache:
-    """The fitted :class:`Model` per (repo, window), fitted again after ``ttl`` seconds or
-    when the history has grown by ``growth`` times; one fit at a time."""
+    """The fitted :class:`Model` per (repo, window). The first call per filter fits it
+    (and waits); after ``ttl`` seconds, or when the history has grown by ``growth`` times,
+    the next call starts a refit in the background on a connection of its own
+    (``connect``) and is answered by the current model meanwhile, so that a router never
+    waits seconds for a refit (3.3 s at a million rows, bench/RESULTS.md)."""
 
-    def __init__(self, *, ttl: float = FIT_TTL, growth: float = GROWTH) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]] | None = None,
+        *,
+        ttl: float = FIT_TTL,
+        growth: float = GROWTH,
+    ) -> None:
         self.ttl = ttl
         self.growth = growth
+        self._connect = connect
         self._fitted: dict[tuple[str | None, int | None], _Fitted] = {}
         """Per (repo, window): the prior, the sample and the models fitted on it."""
+        self._refits: dict[tuple[str | None, int | None], asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
 
     def forget(self) -> None:
         self._fitted.clear()
+
+    async def settle(self) -> None:
+        """Wait for the refits running now (the evaluation's replay, to stay repeatable)."""
+        await asyncio.gather(*self._refits.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in self._refits.values():
+            task.cancel()
+        await self.settle()
 
     async def model(
         self,
@@ -250,18 +274,56 @@ class FitCache:
         key = (repo, days_back)
         async with self._lock:
             known = self._fitted.get(key)
-            if known is None or self._stale(known, history):
-                prior = priors.prior(cells)
-                covariate_cells = await connection.fetch(priors.COVARIATE_CELLS_SQL, days_back)
-                prior = priors.with_covariates(prior, covariate_cells)
-                sample = await sample_with_neighbours(
-                    connection, repo=repo, days_back=days_back, neighbours=neighbours
-                )
-                known = self._fitted[key] = _Fitted(prior, sample, {}, time.monotonic(), history)
+            if known is None or (self._stale(known, history) and self._connect is None):
+                known = await _fitted(connection, repo, days_back, neighbours, cells, history)
+                self._fitted[key] = known
+            elif self._stale(known, history) and key not in self._refits:
+                self._start_refit(key, neighbours, cells, history)
             if typed not in known.models:
                 known.models[typed] = fit(known.sample, cells, known.prior, typed=typed)
             return known.models[typed]
 
+    def _start_refit(
+        self,
+        key: tuple[str | None, int | None],
+        neighbours: int,
+        cells: Mapping[tuple[str, str | None], TierStats],
+        history: int,
+    ) -> None:
+        assert self._connect is not None
+        connect = self._connect
+
+        async def refit() -> None:
+            try:
+                async with connect() as connection:
+                    fresh = await _fitted(connection, *key, neighbours, cells, history)
+                self._fitted[key] = fresh
+            except Exception:  # the current model serves on; retried after the ttl
+                logger.warning("route estimates: refit failed, kept the model", exc_info=True)
+                self._fitted[key].at = time.monotonic()
+            finally:
+                self._refits.pop(key, None)
+
+        self._refits[key] = asyncio.get_running_loop().create_task(refit())
+
     def _stale(self, fitted: _Fitted, history: int) -> bool:
         old = time.monotonic() - fitted.at > self.ttl
         return old or history > self.growth * max(fitted.history, 1)
+
+
+async def _fitted(
+    connection: asyncpg.Connection,
+    repo: str | None,
+    days_back: int | None,
+    neighbours: int,
+    cells: Mapping[tuple[str, str | None], TierStats],
+    history: int,
+) -> _Fitted:
+    """The prior (with the covariates' aggregate) and the leave-one-out sample."""
+    prior = priors.with_covariates(
+        priors.prior(cells), await connection.fetch(priors.COVARIATE_CELLS_SQL, days_back)
+    )
+    sample = await sample_with_neighbours(
+        connection, repo=repo, days_back=days_back, neighbours=neighbours
+    )
+    return _Fitted(prior, sample, {}, time.monotonic(), history)

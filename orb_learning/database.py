@@ -119,8 +119,19 @@ class LearningDatabase(Lifecycle):
             exact_search_max_rows=self.settings.exact_search_max_rows,
         )
         self._estimates = search.PlannerEstimates()
-        self._routes = recommending.RouteState()
+        self._routes = recommending.RouteState(self._connection)
         self._rng = random.Random()
+
+    async def close(self) -> None:
+        """Stop the route estimates' background refits, then close the pool and the
+        embedding service. Idempotent."""
+        await self._routes.fits.close()
+        await super().close()
+
+    async def settle_route_fits(self) -> None:
+        """Wait for the route estimates' background refits running now: for repeatable
+        evaluations (a service never needs it)."""
+        await self._routes.fits.settle()
 
     # -- writes ------------------------------------------------------------------------
 

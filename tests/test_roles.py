@@ -18,7 +18,14 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from orb_learning import ConfigurationError, DatabaseError, LearningDatabase, refresh, sample
+from orb_learning import (
+    ConfigurationError,
+    DatabaseError,
+    InsufficientPrivilegeError,
+    LearningDatabase,
+    refresh,
+    sample,
+)
 from orb_learning._dead_letters import DeadLetter
 from orb_learning.embeddings import Embedder
 from orb_learning.models import FeedbackRecord
@@ -230,6 +237,10 @@ async def test_reader_login_runs_the_read_api(
         assert await reader.get_solution_patterns(min_usage=1)
         assert len(await reader.view_freshness()) == len(VIEW_NAMES)
         assert await reader.find_similar_executions("Fix a race", days_back=None, threshold=-1)
+        quiet = await reader.recommend_route("Fix a race", days_back=None, log=False)
+        assert quiet.chosen is not None and not quiet.fallback
+        with pytest.raises(InsufficientPrivilegeError):  # the log is the writer's
+            await reader.recommend_route("Fix a race", days_back=None)
         with pytest.raises(DatabaseError) as refused:
             await reader.store_executions(records[:1], embeddings=unit_vectors(1))
         assert refused.value.sqlstate == "42501"
@@ -268,7 +279,12 @@ async def test_writer_stores_refreshes_and_cannot_delete_or_change_the_schema(
             results = await writer.refresh_views()
             assert {r.status for r in results} == {"success"}
         assert await writer.get_tier_performance(days_back=400)
+        logged = await writer.recommend_route("Fix a race", days_back=None)  # log=True
     assert await admin.fetchval("SELECT count(*) FROM executions") == 50
+    assert await admin.fetchval(
+        "SELECT count(*) FROM route_recommendation_outcomes WHERE recommendation_id = $1",
+        logged.recommendation_id,
+    ) == 1  # fmt: skip
     stored = await admin.fetchval(
         "SELECT success FROM executions WHERE task_id = $1", changed.task_id
     )

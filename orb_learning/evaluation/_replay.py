@@ -62,6 +62,7 @@ async def replay_recommender(
         record = execution(tasks, logged, i, seed=seed)
         outcomes.append((int(record.success), record.actual_cost))
         await database.store_execution(record, embedding=vectors[i])
+        await database.settle_route_fits()  # a refit started by this step: the same each run
     name = "thompson" if explore else "greedy"
     return _summary(name, outcomes, cost_weight or 0.0)
 
