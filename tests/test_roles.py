@@ -23,6 +23,7 @@ from orb_learning import (
     DatabaseError,
     InsufficientPrivilegeError,
     LearningDatabase,
+    migrations,
     refresh,
     sample,
 )
@@ -384,3 +385,22 @@ async def test_cli_grants_without_showing_the_password(
 
     missing = cli("--dsn", database_url, "grant-reader", reader, "--password-env", "NOPE_X", env={})
     assert missing.returncode == 1 and "NOPE_X" in missing.stderr
+
+
+async def test_a_grant_on_an_older_revision_skips_the_newer_tables_then_grants_them(
+    empty_database_url: str,
+) -> None:
+    await migrations.upgrade(empty_database_url, "0009")
+    role = f"orb_test_reader_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(empty_database_url)
+    try:
+        report = await grant_reader(admin, role)
+        assert any("route_recommendations does not exist yet" in n for n in report.notes)
+        await migrations.upgrade(empty_database_url)
+        again = await grant_reader(admin, role)
+        assert not again.notes
+        assert "SELECT" in (await effective_privileges(admin, role))["route_recommendations"]
+    finally:
+        await admin.execute(f'DROP OWNED BY "{role}"')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
