@@ -204,6 +204,13 @@ async def _evaluate_history(args: argparse.Namespace) -> int:
     if args.json:
         show_json(asdict(result))
         return 0
+    if not result.tasks:
+        print(
+            f"Nothing to evaluate: no execution since {result.split_at:%Y-%m-%d %H:%M} UTC "
+            f"of a tier and pool the {result.history} before it ran (--test-days, "
+            "--history-days)."
+        )
+        return 0
     print(
         f"{result.tasks} executions since {result.split_at:%Y-%m-%d %H:%M} UTC predicted from "
         f"the {result.history} before (the tier that ran each: its outcome alone is known)"

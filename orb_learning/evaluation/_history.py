@@ -102,7 +102,10 @@ async def predict_history(
         predicted["per_task_type"].append(rates.get((record.model_tier, record.task_type), 0.5))
         outcomes.append(float(record.success))
         followed.append(made.chosen is not None and made.chosen.candidate == _pair(record))
-    return _summary(len(history), split_at, predicted, np.array(outcomes), np.array(followed))
+    return _summary(
+        len(history), split_at, predicted, np.array(outcomes, dtype=float),
+        np.array(followed, dtype=bool),
+    )  # fmt: skip
 
 
 def _pair(record: ExecutionRecord) -> tuple[str, str]:
