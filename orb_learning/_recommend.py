@@ -25,9 +25,6 @@ from . import (
     _route_log as route_log,
     _search as search,
 )
-from ._route_estimates import Neighbour, Posterior, estimate
-from ._route_fit import FitCache
-from ._route_prior import tier_stats
 from .errors import ArgumentError
 from .routing import (
     Candidate,
@@ -46,6 +43,9 @@ from .rows import SimilarExecution
 if TYPE_CHECKING:
     import asyncpg
     import numpy as np
+
+    from ._route_estimates import Neighbour, Posterior
+    from ._route_fit import FitCache
 
 NEIGHBOURS = 150
 """Nearest past executions per recommendation (the issue's 100-200; the fit's weights make
@@ -129,12 +129,32 @@ class RouteState:
         self,
         connect: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]] | None = None,
     ) -> None:
-        self.fits = FitCache(connect)
+        self._connect = connect
+        self._fits: FitCache | None = None
         self._pairs: dict[tuple[str | None, int | None], tuple[float, list[Candidate]]] = {}
+
+    @property
+    def fits(self) -> FitCache:
+        """The fitted models (numpy and scipy load with the first recommendation, not with
+        the package)."""
+        if self._fits is None:
+            from ._route_fit import FitCache
+
+            self._fits = FitCache(self._connect)
+        return self._fits
+
+    async def settle(self) -> None:
+        if self._fits is not None:
+            await self._fits.settle()
+
+    async def close(self) -> None:
+        if self._fits is not None:
+            await self._fits.close()
 
     def forget(self) -> None:
         """Drop what was learned (the next call refits): after history was replaced."""
-        self.fits.forget()
+        if self._fits is not None:
+            self._fits.forget()
         self._pairs.clear()
 
     async def pairs(
@@ -166,6 +186,9 @@ async def recommend(
     rng: random.Random,
 ) -> RouteRecommendation:
     """The recommendation for a checked request (written to the log when asked)."""
+    from ._route_estimates import estimate
+    from ._route_prior import tier_stats
+
     found = await search.find_similar(
         connection, query, repo=request.repo, limit=NEIGHBOURS, days_back=request.days_back,
         threshold=-1.0, tuning=neighbour_tuning(tuning), estimates=estimates,
@@ -208,6 +231,8 @@ def neighbour_tuning(tuning: search.SearchTuning) -> search.SearchTuning:
 
 
 def _neighbour(row: dict[str, Any]) -> Neighbour:
+    from ._route_estimates import Neighbour
+
     complexity = row["complexity_score"]
     return Neighbour(
         model_tier=row["model_tier"],

@@ -125,13 +125,13 @@ class LearningDatabase(Lifecycle):
     async def close(self) -> None:
         """Stop the route estimates' background refits, then close the pool and the
         embedding service. Idempotent."""
-        await self._routes.fits.close()
+        await self._routes.close()
         await super().close()
 
     async def settle_route_fits(self) -> None:
         """Wait for the route estimates' background refits running now: for repeatable
         evaluations (a service never needs it)."""
-        await self._routes.fits.settle()
+        await self._routes.settle()
 
     # -- writes ------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ def test_the_committed_page_is_the_committed_results_rendered() -> None:
 
 def test_the_committed_run_holds_every_part_with_its_reference() -> None:
     parts = results.read(COMMITTED)["parts"]
-    assert set(parts) == {"search", "analytics", "embeddings", "telemetry"}
+    assert set(parts) == {"search", "analytics", "routing", "embeddings", "telemetry"}
     for name in ("search", "analytics"):
         assert {level["rows"] for level in parts[name]} >= {1_000, 100_000}
     for level in parts["search"]:
@@ -32,6 +32,12 @@ def test_the_committed_run_holds_every_part_with_its_reference() -> None:
     assert all(level["reference"]["p50"] > 0 for level in parts["analytics"])
     assert parts["embeddings"]["per_query"]["reference"]["p50"] > 0
     assert parts["telemetry"]["throughput"]["all_rows_written"]
+    routing = parts["routing"]
+    assert {level["rows"] for level in routing["latency"]} >= {1_000, 100_000}
+    assert all(level["reference"]["p50"] > 0 for level in routing["latency"])
+    for result in routing["quality"]["files"].values():
+        assert {s["method"] for s in result["offline"]} >= {"recommender", "oracle"}
+        assert result["replay"]
 
 
 def test_a_comparison_puts_the_previous_run_beside(tmp_path: Path) -> None:

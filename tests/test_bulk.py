@@ -151,9 +151,14 @@ async def test_an_import_with_the_index_deferred_ends_with_a_valid_index_and_the
 ) -> None:
     from pathlib import Path
 
-    from orb_learning._store import RECORD_COLUMNS
     from orb_learning.importer import import_duckdb
-    from tests.test_import_duckdb import DESCRIPTIONS, check_table, source_rows, write_duckdb
+    from tests.test_import_duckdb import (
+        DESCRIPTIONS,
+        FIRST_VERSION_COLUMNS,
+        check_table,
+        source_rows,
+        write_duckdb,
+    )
 
     rows = source_rows()[: len(DESCRIPTIONS)]
     path = write_duckdb(Path(str(tmp_path)) / "learning.db", rows)
@@ -164,7 +169,7 @@ async def test_an_import_with_the_index_deferred_ends_with_a_valid_index_and_the
     after = await index_state(connection)
     assert after is not None and after["indisvalid"]
     assert before is not None and after["definition"] == before["definition"]
-    await check_table(connection, rows, list(RECORD_COLUMNS), embedder)  # type: ignore[arg-type]
+    await check_table(connection, rows, FIRST_VERSION_COLUMNS, embedder)  # type: ignore[arg-type]
 
 
 def test_the_exact_path_threshold_grows_with_the_table() -> None:

@@ -106,6 +106,7 @@ def test_execution_fields_in_order() -> None:
         "complexity_score", "success", "duration_seconds", "quality_score", "cost_estimate",
         "actual_cost", "error_type", "error_message", "user_accepted", "user_rating",
         "peak_memory_mb", "cpu_time_seconds", "solution_summary", "metadata",
+        "recommendation_id",  # revision 0010
     ]  # fmt: skip
 
 
