@@ -24,6 +24,7 @@ __all__ = [  # the connection-string helpers live in .dsn; named here as before
     "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_MAX_SCAN_TUPLES",
     "DEFAULT_MIN_POOL_SIZE",
+    "DEFAULT_OTLP_MAX_BODY_BYTES",
     "DEFAULT_POOL_SIZE",
     "DEFAULT_QUERY_CACHE_SIZE",
     "DEFAULT_WATERMARK_LAG",
@@ -50,6 +51,7 @@ DEFAULT_EF_SEARCH = 100
 DEFAULT_MAX_SCAN_TUPLES = 20_000
 DEFAULT_QUERY_CACHE_SIZE = 1_024
 DEFAULT_WATERMARK_LAG = timedelta(minutes=1)
+DEFAULT_OTLP_MAX_BODY_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +93,9 @@ class Settings:
             credentials, private keys, passwords in URLs) in every stored text by typed
             placeholders before embedding and storage (``ORB_LEARNING_REDACT_SECRETS``,
             default on; ``0``/``false`` turns it off). See :mod:`orb_learning.redaction`.
+        otlp_max_body_bytes: the largest OTLP export request ``orb-learning serve`` takes,
+            as received and as decompressed (``ORB_LEARNING_OTLP_MAX_BODY_BYTES``,
+            default 16 MiB); a larger one gets 413.
     """
 
     dsn: str | None = None
@@ -108,6 +113,7 @@ class Settings:
     preload_model: bool = True
     watermark_lag: timedelta = DEFAULT_WATERMARK_LAG
     redact_secrets: bool = True
+    otlp_max_body_bytes: int = DEFAULT_OTLP_MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
         if self.pool_size < 1 or self.min_pool_size < 0 or self.min_pool_size > self.pool_size:
@@ -117,6 +123,10 @@ class Settings:
             )
         if not 1 <= self.ef_search <= 1000:
             raise ConfigurationError(f"ef_search must be in 1..1000 (got {self.ef_search})")
+        if self.otlp_max_body_bytes < 1:
+            raise ConfigurationError(
+                f"otlp_max_body_bytes must be at least 1 (got {self.otlp_max_body_bytes})"
+            )
         if self.dsn is not None:
             object.__setattr__(self, "dsn", normalize(self.dsn))
         resolve_backend(self.embedding_backend)  # an unknown name fails here, not at load
@@ -152,6 +162,8 @@ class Settings:
             overrides["pool_size"] = _int_env("POOL_SIZE")
         if "redact_secrets" not in overrides and env.get(f"{ENV_PREFIX}REDACT_SECRETS"):
             overrides["redact_secrets"] = _bool_env("REDACT_SECRETS")
+        if "otlp_max_body_bytes" not in overrides and env.get(f"{ENV_PREFIX}OTLP_MAX_BODY_BYTES"):
+            overrides["otlp_max_body_bytes"] = _int_env("OTLP_MAX_BODY_BYTES")
         return cls(dsn=dsn, data_dir=data_dir, embedding_model=model, **overrides)  # type: ignore[arg-type]
 
 

@@ -77,6 +77,7 @@ class LearningDatabase(Lifecycle):
         watermark_lag: timedelta = config.DEFAULT_WATERMARK_LAG,
         redact: Redactor | bool | None = None,
         embedder: Embedder | None = None,
+        otlp_max_body_bytes: int | None = None,
     ) -> None:
         """Each setting is a field of :class:`~orb_learning.config.Settings` (which says
         more). ``None`` takes the environment variable named there, else the default:
@@ -94,8 +95,14 @@ class LearningDatabase(Lifecycle):
             redact: ``True``, ``False`` or a text-in, text-out callable
                 (``ORB_LEARNING_REDACT_SECRETS``, default on).
             embedder: an :class:`~orb_learning.Embedder` to use instead of the model.
+            otlp_max_body_bytes: the largest OTLP request ``orb-learning serve`` takes
+                (``ORB_LEARNING_OTLP_MAX_BODY_BYTES``, default 16 MiB).
         """
-        from_environment = {"embedding_backend": embedding_backend, "pool_size": pool_size}
+        from_environment = {
+            "embedding_backend": embedding_backend,
+            "pool_size": pool_size,
+            "otlp_max_body_bytes": otlp_max_body_bytes,
+        }
         self.settings = Settings.resolve(
             dsn,
             database_path=database_path,

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from .models import ErrorType, ExecutionRecord
 
+TASK_IDS = uuid.UUID("6f1c2a4e-8d0b-5e7a-9c3f-2b1d4e6a8c0f")
+"""The namespace of the sample's task ids (uuid5 of seed and position)."""
 REPOS = ("mahavishnu", "session-buddy", "crackerjack", "akosha", "oneiric", "fastblocks")
 REPO_WEIGHTS = (40, 20, 15, 12, 8, 5)
 TIERS = {"small": (0.002, 0.72), "medium": (0.012, 0.83), "large": (0.06, 0.9)}
@@ -106,13 +109,16 @@ TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 def generate(count: int, *, seed: int = 42, now: datetime | None = None) -> list[ExecutionRecord]:
-    """``count`` executions spread over the year before ``now`` (default: now, UTC)."""
+    """``count`` executions spread over the year before ``now`` (default: now, UTC).
+
+    The task ids follow from the seed and the position, so storing the same sample twice
+    updates it (the demo run again shows the same rows, not twice as many)."""
     rng = random.Random(seed)
     end = now or datetime.now(UTC)
-    return [_one(rng, end) for _ in range(count)]
+    return [_one(rng, end, uuid.uuid5(TASK_IDS, f"{seed}/{i}")) for i in range(count)]
 
 
-def _one(rng: random.Random, end: datetime) -> ExecutionRecord:
+def _one(rng: random.Random, end: datetime, task_id: uuid.UUID) -> ExecutionRecord:
     task_type = rng.choice(tuple(TASKS))
     descriptions, solutions = TASKS[task_type]
     tier = rng.choices(tuple(TIERS), weights=(5, 3, 2))[0]
@@ -123,6 +129,7 @@ def _one(rng: random.Random, end: datetime) -> ExecutionRecord:
     estimate = round(unit_cost * tokens / 1000, 6)
     error = None if success else rng.choice(list(ErrorType))
     return ExecutionRecord(
+        task_id=task_id,
         timestamp=end - timedelta(days=365 * rng.random() ** 2),  # busier lately
         task_type=task_type,
         task_description=rng.choice(descriptions).format(c=rng.choice(COMPONENTS)),

@@ -113,6 +113,39 @@ async def test_read_commands_print_tables_and_json(seeded_url: str) -> None:
     assert "MiB" in human.stdout and "last_refreshed_at" in human.stdout
 
 
+async def test_similar_says_why_it_found_nothing(seeded_url: str) -> None:
+    strict = cli("--dsn", seeded_url, "similar", "Optimize slow queries", "--threshold", "0.99")
+    assert strict.returncode == 0, strict.stderr
+    assert "(no rows)" in strict.stdout
+    hint = strict.stdout.splitlines()[-1]
+    assert "reaches similarity 0.99" in hint and "the closest has similarity 0." in hint
+    assert "executions in the last 90 days" in hint and "lower --threshold" in hint
+    nowhere = cli("--dsn", seeded_url, "similar", "Optimize", "--repo", "no-such-repo")
+    assert "No executions in the last 90 days of repo 'no-such-repo'" in nowhere.stdout
+    assert "drop --repo" in nowhere.stdout
+    as_json = cli("--dsn", seeded_url, "similar", "Optimize", "--threshold", "0.99", "--json")
+    assert json.loads(as_json.stdout) == []  # scripts get the rows alone
+
+
+async def test_a_reader_that_leaves_early_is_not_an_error(seeded_url: str) -> None:
+    """``orb-learning similar ... | head``: no "PostgreSQL is unavailable", no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    arguments = ["similar", "Optimize", "--threshold", "-1", "--limit", "300", "--json"]
+    environment = {k: v for k, v in os.environ.items() if k != "ORB_LEARNING_DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "orb_learning.cli", "--dsn", seeded_url, *arguments],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env=environment,
+        text=True,
+        timeout=180,
+    )
+    os.close(write_end)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
+
+
 @pytest.mark.parametrize(
     ("dsn", "expected"),
     [

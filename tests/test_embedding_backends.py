@@ -8,6 +8,7 @@ the reference's, whether encoded alone or in a batch.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -183,6 +184,7 @@ class FreshCache:
         self.errors: list[BaseException] = []
         self.connections: list[Any] = []
         self.embedders = [SentenceTransformerEmbedder(backend="onnx-int8") for _ in range(2)]
+        self.progress: list[str] = []  # what the export said (the CLI shows it on stderr)
 
     def fill(self) -> None:
         def load(embedder: SentenceTransformerEmbedder) -> None:
@@ -191,13 +193,22 @@ class FreshCache:
             except BaseException as exc:  # reported by the test
                 self.errors.append(exc)
 
-        with pytest.MonkeyPatch.context() as patch:
-            block_network(patch, self.connections)
-            threads = [threading.Thread(target=load, args=(e,)) for e in self.embedders]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(300)
+        handler = logging.Handler(logging.INFO)
+        handler.emit = lambda record: self.progress.append(record.getMessage())  # type: ignore[method-assign]
+        onnx_export.logger.addHandler(handler)
+        level = onnx_export.logger.level
+        onnx_export.logger.setLevel(logging.INFO)
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                block_network(patch, self.connections)
+                threads = [threading.Thread(target=load, args=(e,)) for e in self.embedders]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(300)
+        finally:
+            onnx_export.logger.removeHandler(handler)
+            onnx_export.logger.setLevel(level)
 
     @property
     def model_dir(self) -> Path:
@@ -219,6 +230,10 @@ def test_export_is_offline_done_once_and_reused(
 ) -> None:
     assert fresh_cache.errors == []
     assert fresh_cache.connections == []
+    said = fresh_cache.progress  # one export, announced before and after (two threads raced)
+    assert len(said) == 2, said
+    assert said[0].startswith("Exporting the embedding model to ONNX int8, once (about 10-15 s")
+    assert said[1].startswith("Exported the embedding model in ")
     names = sorted(p.name for p in fresh_cache.model_dir.iterdir())
     assert names == [".lock", "fp32.onnx", "int8.onnx", "reference.npy"]  # no leftovers
     stamps = {p.name: p.stat().st_mtime_ns for p in fresh_cache.model_dir.iterdir()}

@@ -53,7 +53,7 @@ def test_quick_start_demo_runs_on_the_embedded_server(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "Stored 120 executions" in out
+    assert "Stored 120 sample executions" in out
     for heading in (
         "similar to",
         "Model tier performance",
@@ -70,6 +70,9 @@ async def test_demo_on_an_external_server_migrates_it_first(
     async with fresh_database(server_url, migrated=False) as url:
         args = [sys.executable, "-m", "orb_learning.cli", "--dsn", url, "demo", "--rows", "40"]
         result = run(args, None, tmp_path)
+        again = run(args, None, tmp_path)  # the same sample: its rows are updated, not added
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Stored 40 executions" in result.stdout
+    assert "Stored 40 sample executions" in result.stdout
+    assert "the database holds 40." in result.stdout
+    assert again.returncode == 0 and "the database holds 40." in again.stdout, again.stderr
     assert not (tmp_path / "data").exists(), "an external DSN must not start the embedded server"

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..errors import OrbLearningError, driver_error, translate
 
@@ -29,12 +29,35 @@ COMMAND_MODULES = (
     "roles",
     "import_duckdb",
     "retention",
+    "agents",
+    "serve",
 )
 """The modules of this package that add a subcommand, in the order of --help."""
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it has none or names it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or not action.option_strings
+            or default in (None, False, True, argparse.SUPPRESS)
+            or default == []
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors on one line (the usage is one ``--help`` away)."""
+    """argparse, with its errors on one line (the usage is one ``--help`` away) and the
+    defaults in the help; subcommands' parsers are made of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
@@ -64,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `orb-learning ... | head`: the reader left, nothing is wrong
+        _silence_stdout()
+        return 141  # as a shell reports a process that SIGPIPE ended (128 + 13)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not hasattr(args, "psql_args"):
@@ -71,9 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         args.psql_args = extra  # `orb-learning psql -c ...`: psql's own arguments
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    _show_progress_of(EXPORT_LOGGER)
     try:
         status: int = asyncio.run(args.handler(args))
         return status
+    except BrokenPipeError:
+        raise
     except Exception as exc:
         error = _explain(exc)
         if error is None or args.verbose:
@@ -82,6 +116,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail again
+    (Python's documented answer to SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+EXPORT_LOGGER = "orb_learning.embeddings._onnx_export"
+"""The embedding model's one-time export says when it starts and ends (INFO)."""
+
+
+def _show_progress_of(name: str) -> None:
+    """Its INFO lines on stderr, bare, whatever the log level (a progress line, not a log)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    progress = logging.getLogger(name)
+    progress.setLevel(logging.INFO)
+    progress.addHandler(handler)
+    progress.propagate = False
 
 
 def _explain(exc: Exception) -> OrbLearningError | None:

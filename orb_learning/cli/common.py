@@ -9,17 +9,20 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Settings
-from ..database import LearningDatabase
-from ..dsn import asyncpg_dsn
 from .tables import render
+
+if TYPE_CHECKING:
+    from ..database import LearningDatabase
 
 
 async def resolve_dsn(args: argparse.Namespace) -> str:
     """The URL to work on: --dsn / ORB_LEARNING_DATABASE_URL, else the embedded server
     (started if needed)."""
+    from ..config import Settings
+    from ..dsn import asyncpg_dsn
+
     settings = Settings.resolve(args.dsn, database_path=args.data_dir)
     if settings.dsn is not None:
         return asyncpg_dsn(settings.dsn)
@@ -30,6 +33,8 @@ async def resolve_dsn(args: argparse.Namespace) -> str:
 
 def open_database(args: argparse.Namespace, *, needs_model: bool = False) -> LearningDatabase:
     """A LearningDatabase for a command; the model loads only if the command embeds."""
+    from ..database import LearningDatabase
+
     return LearningDatabase(args.dsn, database_path=args.data_dir, preload_model=needs_model)
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import migrations
-from .._validate import validate
 from ..dsn import redact
 from .common import add_json_flag, resolve_dsn, show, show_json
 
@@ -15,9 +13,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = commands.add_parser("db", help="migrate, inspect, validate or reset the schema")
     actions = parser.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = actions.add_parser("upgrade", help="alembic upgrade (default: head)")
-    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.add_argument(
+        "revision", nargs="?", default="head", help="the revision to reach (default: head)"
+    )
     downgrade = actions.add_parser("downgrade", help="alembic downgrade REVISION (e.g. base, -1)")
-    downgrade.add_argument("revision")
+    downgrade.add_argument("revision", help="the revision to go back to: an id, base or -N")
     actions.add_parser("current", help="the database's revision")
     actions.add_parser("history", help="the migrations, newest first")
     check = actions.add_parser("validate", help="check everything the store needs; exit 1 if not")
@@ -38,6 +38,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def run(args: argparse.Namespace) -> int:
+    from .. import migrations
+
     dsn = await resolve_dsn(args)
     action = args.db_command
     if action == "upgrade":
@@ -75,6 +77,8 @@ async def _vacuum(args: argparse.Namespace, dsn: str) -> None:
 async def _validate(args: argparse.Namespace, dsn: str) -> int:
     import asyncpg
 
+    from .._validate import validate
+
     connection = await asyncpg.connect(dsn)
     try:
         checks = await validate(connection)
@@ -101,6 +105,8 @@ async def _reset(args: argparse.Namespace, dsn: str) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return 1
+    from .. import migrations
+
     await migrations.downgrade(dsn, "base")
     await migrations.upgrade(dsn)
     print(f"reset: the schema is at {await migrations.current_revision(dsn)}, empty")

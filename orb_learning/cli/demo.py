@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from .. import sample
-from ..database import LearningDatabase
 from .common import positive_int
 from .tables import render
+
+if TYPE_CHECKING:
+    from ..database import LearningDatabase
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,10 +20,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="store sample executions, then show similar ones and the three analytics",
         description="Migrates the database (the embedded server unless --dsn is given), "
         "stores N realistic sample executions with real embeddings, refreshes the views and "
-        "prints similar executions and tier, pool and pattern performance.",
+        "prints similar executions and tier, pool and pattern performance. The sample is "
+        "the same on every run (fixed task ids): running it again updates those rows.",
     )
     demo.add_argument(
-        "--rows", type=positive_int, default=500, help="sample executions (default 500)"
+        "--rows", type=positive_int, default=500, metavar="N", help="sample executions"
     )
     demo.add_argument(
         "--query",
@@ -36,6 +39,9 @@ def _say(text: str) -> None:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
+    from .. import sample
+    from ..database import LearningDatabase
+
     started = time.perf_counter()
     database = LearningDatabase(args.dsn, database_path=args.data_dir, migrate_on_start=True)
     _say("Starting PostgreSQL + pgvector and loading the embedding model...")
@@ -47,7 +53,11 @@ async def run_demo(args: argparse.Namespace) -> int:
             written += await db.store_executions(records[start : start + 100])
             _progress(written, len(records))
         await db.refresh_views()
-        _say(f"\nStored {written} executions and refreshed the views.\n")
+        total = await _count(db)
+        _say(
+            f"\nStored {written} sample executions (the same task ids on every run) and "
+            f"refreshed the views; the database holds {total:,}.\n"
+        )
 
         similar = await db.find_similar_executions(args.query, limit=5, days_back=365)
         _say(f'Executions similar to "{args.query}" (last 365 days, similarity >= 0.7):')
@@ -99,6 +109,12 @@ async def run_demo(args: argparse.Namespace) -> int:
         )
     _say(f"\nDone in {time.perf_counter() - started:.1f} s.")
     return 0
+
+
+async def _count(db: LearningDatabase) -> int:
+    async with db.connection() as connection:
+        total: int = await connection.fetchval("SELECT count(*) FROM executions")
+    return total
 
 
 def _progress(done: int, total: int) -> None:

@@ -27,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("path", help="the DuckDB file (e.g. data/learning.db)")
     parser.add_argument(
-        "--batch-size", type=_positive, default=1000, help="rows per batch (default 1000)"
+        "--batch-size", type=_positive, default=1000, metavar="N", help="rows per batch"
     )
     parser.add_argument(
         "--keep-embeddings",

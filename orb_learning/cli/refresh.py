@@ -8,10 +8,12 @@ import asyncio
 import re
 import signal
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from ..database import LearningDatabase
-from ..refresh import install_cron_job, uninstall_cron_job
 from .tables import render
+
+if TYPE_CHECKING:
+    from ..database import LearningDatabase
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -33,7 +35,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Ctrl-C (which stop it after the refresh in progress). Several may run at once: "
         "one refreshes per tick, the others skip.",
     )
-    parser.add_argument("--every", type=duration, help="interval (e.g. 5m): run until stopped")
+    parser.add_argument(
+        "--every", type=duration, metavar="INTERVAL", help="e.g. 5m: refresh until stopped"
+    )
     parser.add_argument("--status", action="store_true", help="show the views' freshness only")
     parser.add_argument(
         "--install-cron",
@@ -45,6 +49,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def run(args: argparse.Namespace) -> int:
+    from ..database import LearningDatabase
+    from ..refresh import install_cron_job, uninstall_cron_job
+
     database = LearningDatabase(args.dsn, database_path=args.data_dir, preload_model=False)
     async with database as db:
         if args.status:

@@ -30,7 +30,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--archive", metavar="DIR", help="archive to Parquet under DIR first")
     parser.add_argument(
-        "--batch-size", type=positive_int, default=5000, help="rows per transaction (default 5000)"
+        "--batch-size", type=positive_int, default=5000, metavar="N", help="rows per transaction"
     )
     parser.add_argument("--dry-run", action="store_true", help="report only, change nothing")
     parser.add_argument(

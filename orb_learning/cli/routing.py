@@ -34,23 +34,35 @@ REPLAY = ["policy", "cost_weight", "steps", "success", "cost", "reward"]
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     recommend = commands.add_parser("recommend", help="which tier and pool should run a task")
     recommend.add_argument("text", help="the task description")
-    recommend.add_argument("--task-type", help="the task's type (default: none)")
+    recommend.add_argument("--task-type", help="the task's type, e.g. refactor (default: none)")
     recommend.add_argument("--repo", help="only this repo's history (default: all repos)")
-    recommend.add_argument("--complexity", type=_score, help="the router's 0-100 estimate")
+    recommend.add_argument(
+        "--complexity", type=_score, metavar="0-100", help="the router's complexity estimate"
+    )
     recommend.add_argument(
         "--candidate", action="append", type=_candidate, metavar="TIER:POOL",
         help="a candidate, repeatable (default: the pairs seen in the window)",
     )  # fmt: skip
     objective = recommend.add_mutually_exclusive_group()
     objective.add_argument(
-        "--min-success", type=_probability, help="the cheapest option at least this likely"
+        "--min-success",
+        type=_probability,
+        metavar="P",
+        help="choose the cheapest option at least this likely to succeed",
     )
     objective.add_argument(
-        "--cost-weight", type=_non_negative, help="maximise success - WEIGHT x cost (USD)"
+        "--cost-weight",
+        type=_non_negative,
+        metavar="WEIGHT",
+        help="choose by expected success - WEIGHT x expected cost (USD)",
     )
-    recommend.add_argument("--explore", action="store_true", help="Thompson sampling")
     recommend.add_argument(
-        "--days-back", type=non_negative_int, default=90, help="history window (default 90)"
+        "--explore",
+        action="store_true",
+        help="choose by Thompson sampling (tries under-tried options)",
+    )
+    recommend.add_argument(
+        "--days-back", type=non_negative_int, default=90, metavar="DAYS", help="history window"
     )
     recommend.add_argument(
         "--no-log", dest="log", action="store_false", help="do not write route_recommendations"
@@ -62,21 +74,43 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "evaluate-routing", help="evaluate recommendations on outcome data (both tiers known)"
     )
     source = evaluate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="a CSV of outcomes as in data/routing/")
+    source.add_argument(
+        "--data", type=Path, metavar="FILE", help="a CSV of outcomes as in data/routing/"
+    )
     source.add_argument(
         "--history", action="store_true", help="the database's own executions, by a time split"
     )
     evaluate.add_argument(
-        "--test-days", type=positive_int, default=7, help="--history: the new tasks' days (7)"
+        "--test-days",
+        type=positive_int,
+        default=7,
+        metavar="DAYS",
+        help="--history: the last DAYS days are the new tasks",
     )
     evaluate.add_argument(
-        "--history-days", type=positive_int, default=90, help="--history: days before (90)"
+        "--history-days",
+        type=positive_int,
+        default=90,
+        metavar="DAYS",
+        help="--history: the DAYS days before them are the history",
     )
-    evaluate.add_argument("--folds", type=positive_int, default=5, help="default 5")
-    evaluate.add_argument("--seed", type=non_negative_int, default=0, help="default 0")
-    evaluate.add_argument("--limit", type=positive_int, help="a random slice of this many tasks")
     evaluate.add_argument(
-        "--replay-tasks", type=non_negative_int, help="replay stream length (default all; 0 none)"
+        "--folds", type=positive_int, default=5, metavar="K", help="cross-validation folds"
+    )
+    evaluate.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the shuffle, the logged tiers and the replay",
+    )
+    evaluate.add_argument(
+        "--limit", type=positive_int, metavar="N", help="a random slice of N tasks (default: all)"
+    )
+    evaluate.add_argument(
+        "--replay-tasks",
+        type=non_negative_int,
+        metavar="N",
+        help="tasks streamed by the replay (default: all; 0: no replay)",
     )
     add_json_flag(evaluate)
     evaluate.set_defaults(handler=_evaluate)

@@ -18,6 +18,7 @@ import inspect
 import logging
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,9 @@ from typing import Any
 
 from orb_learning.errors import EmbeddingModelError
 
+logger = logging.getLogger(__name__)
+"""Says when the one-time export starts and ends (INFO): the command line shows it, since the
+first run otherwise sits silent for the 10-15 s it takes."""
 CACHE_ENV_VAR = "ORB_LEARNING_EMBEDDING_CACHE"
 RECIPE = "torchscript-opset17-eager-attention;ort-bert-fusion;matmulnbits-8bit-block32-int8"
 QUANT_BLOCK_SIZE = 32
@@ -90,11 +94,22 @@ def ensure_model(directory: Path, name: str, variant: str) -> Path:
             stale.unlink(missing_ok=True)
         fp32 = target_dir / "fp32.onnx"
         reference = target_dir / "reference.npy"
-        if not fp32.is_file() or not reference.is_file():
+        exporting = not fp32.is_file() or not reference.is_file()
+        quantising = variant == "int8" and not target.is_file()
+        started = time.perf_counter()
+        if exporting or quantising:
+            logger.info(
+                "Exporting the embedding model to ONNX %s, once (about 10-15 s; cached in %s)...",
+                variant,
+                target_dir,
+            )
+        if exporting:
             _atomically(reference, lambda tmp: _save_reference(directory, name, tmp))
             _atomically(fp32, lambda tmp: _export(directory, name, tmp))
-        if variant == "int8" and not target.is_file():
+        if quantising:
             _atomically(target, lambda tmp: _quantize(fp32, tmp))
+        if exporting or quantising:
+            logger.info("Exported the embedding model in %.1f s.", time.perf_counter() - started)
     return target
 
 
