@@ -574,13 +574,18 @@ async def test_a_database_down_then_back(
 
 
 @asynccontextmanager
-async def http_server(url: str, log: Path, *options: str) -> AsyncIterator[str]:
+async def http_server(
+    url: str, log: Path, *options: str, token: str | None = None
+) -> AsyncIterator[str]:
     """The server on a free port of 127.0.0.1 until the block ends (then Ctrl-C)."""
     port = free_port()
+    environment = child_environment()
+    if token is not None:
+        environment["ORB_LEARNING_MCP_TOKEN"] = token
     with log.open("w") as stderr:
         process = subprocess.Popen(
             command(url, "--http", f"127.0.0.1:{port}", *options),
-            env=child_environment(),
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -649,3 +654,36 @@ async def test_http_read_only_as_a_reader(seeded_url: str, tmp_path: Path) -> No
         assert sum(t["total_executions"] for t in tiers["tiers"]) == len(RECORDS)
     text = log.read_text()
     assert address in text and "Traceback" not in text and "reader-pw" not in text
+
+
+async def test_http_with_a_token_refuses_requests_without_it(
+    seeded_url: str, tmp_path: Path
+) -> None:
+    """ORB_LEARNING_MCP_TOKEN set: 401 without ``Authorization: Bearer <token>`` or with
+    another token; the SDK's client with the header works."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    log = tmp_path / "http.log"
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    async with http_server(seeded_url, log, "--read-only", token="s3cret-token") as address:
+        async with httpx2.AsyncClient() as plain:
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong"},
+                {"Authorization": "s3cret-token"},
+            ):
+                refused = await plain.post(address, json=hello, headers=headers)
+                assert refused.status_code == 401, headers
+                assert refused.headers["www-authenticate"] == "Bearer"
+        bearer = {"Authorization": "Bearer s3cret-token"}
+        async with (
+            httpx2.AsyncClient(headers=bearer) as authorised,
+            Client(streamable_http_client(address, http_client=authorised)) as http,
+        ):
+            names = {tool.name for tool in (await http.list_tools()).tools}
+            assert names == READERS | {"recommend_route"}
+            tiers = await structured(http, "tier_performance", {"days_back": 365})
+            assert sum(t["total_executions"] for t in tiers["tiers"]) == len(RECORDS)
+    text = log.read_text()
+    assert "bearer token from ORB_LEARNING_MCP_TOKEN" in text and "s3cret-token" not in text

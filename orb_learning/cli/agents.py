@@ -24,8 +24,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--http",
         type=host_and_port,
         metavar="HOST:PORT",
-        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (no "
-        "authentication: bind to 127.0.0.1, or put it behind a proxy that authenticates)",
+        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio; requests must "
+        "carry `Authorization: Bearer $ORB_LEARNING_MCP_TOKEN` when that variable is set "
+        "(without it, bind to 127.0.0.1)",
     )
     parser.add_argument(
         "--read-only",

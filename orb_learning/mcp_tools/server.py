@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -10,6 +11,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .. import __version__
+from .._bearer import BearerTokenMiddleware
 from .errors import explain
 from .tools import Tools
 
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
 
 NAME = "orb-learning"
 HTTP_PATH = "/mcp"
+TOKEN_VARIABLE = "ORB_LEARNING_MCP_TOKEN"
+"""When set, HTTP requests must carry ``Authorization: Bearer <token>`` (else 401)."""
 INSTRUCTIONS = """\
 orb-learning remembers how past coding-agent tasks went (tier, pool, outcome, cost).
 Before a task: recommend_route (which model tier and worker pool) or
@@ -69,5 +73,19 @@ async def serve(server: LearningServer, http: tuple[str, int] | None = None) -> 
         return
     host, port = http
     shown = f"[{host}]" if ":" in host else host
-    print(f"orb-learning MCP server on http://{shown}:{port}{HTTP_PATH}", file=sys.stderr)
-    await server.run_streamable_http_async(host=host, port=port, streamable_http_path=HTTP_PATH)
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    guard = f"bearer token from {TOKEN_VARIABLE}" if token else "no authentication"
+    print(f"orb-learning MCP server on http://{shown}:{port}{HTTP_PATH} ({guard})", file=sys.stderr)
+    await _serve_http(server, host, port, token or None)
+
+
+async def _serve_http(server: LearningServer, host: str, port: int, token: str | None) -> None:
+    """The SDK's streamable HTTP app, behind the bearer-token check when there is a token,
+    under uvicorn (what ``run_streamable_http_async`` does, plus the check)."""
+    import uvicorn
+
+    app: Any = server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host)
+    if token is not None:
+        app = BearerTokenMiddleware(app, token)
+    level = server.settings.log_level.lower()
+    await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=level)).serve()

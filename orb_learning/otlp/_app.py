@@ -9,7 +9,6 @@ the exporters retry) when the spans could not be made durable.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .._bearer import authorized
 from ._decode import PayloadError, decompress, media_type, parse, response_body
 
 __all__ = ["Accepted", "Acceptor", "build_app"]
@@ -50,13 +50,6 @@ class Acceptor(Protocol):
     async def accept(self, request: Any) -> Accepted: ...
 
 
-def _authorized(header: str | None, token: str) -> bool:
-    scheme, _, given = (header or "").partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
-
-
 async def _body(request: Request, limit: int) -> bytes:
     """The body as received, refused (413) as soon as it passes ``limit`` bytes."""
     length = request.headers.get("content-length", "")
@@ -81,7 +74,7 @@ def build_app(receiver: Acceptor) -> Starlette:
 
     async def export_traces(request: Request) -> Response:
         token = receiver.token
-        if token and not _authorized(request.headers.get("authorization"), token):
+        if token and not authorized(request.headers.get("authorization"), token):
             return _text(401, "a valid bearer token is required", **{"WWW-Authenticate": "Bearer"})
         try:
             kind = media_type(request.headers.get("content-type"))
