@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from . import _connections as connections, embedded
+from . import _connections as connections, _replicas as replicas, embedded
 from .config import EMBEDDING_DIMENSION, Settings
 from .dsn import asyncpg_dsn, redact
 from .embeddings import AsyncEmbeddingService, Embedder, SentenceTransformerEmbedder
@@ -39,6 +39,7 @@ class Lifecycle:
         self._dsn: str | None = settings.dsn
         self._lock = asyncio.Lock()
         self._refreshers: list[refresh.ViewRefresher] = []
+        self._reads = replicas.ReadRouter(settings, self._connection)
 
     @property
     def initialized(self) -> bool:
@@ -67,8 +68,10 @@ class Lifecycle:
             try:
                 loading = [embeddings.start()] if self.settings.preload_model else []
                 pool, *_ = await asyncio.gather(self._open_pool(), *loading)
+                await self._reads.open()
             except BaseException:
                 await embeddings.close()
+                await self._reads.close()
                 raise
             self._pool, self._embeddings = pool, embeddings
             logger.info("orb-learning ready on %s", self.dsn)
@@ -81,6 +84,7 @@ class Lifecycle:
                 await refresher.stop()
             pool, self._pool = self._pool, None
             embeddings, self._embeddings = self._embeddings, None
+            await self._reads.close()
             if pool is not None:
                 await pool.close()
             if embeddings is not None:
@@ -113,6 +117,17 @@ class Lifecycle:
             )
         async with connections.pooled(self._pool) as connection:
             yield connection
+
+    def _reading(
+        self, consistency: replicas.Consistency
+    ) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """A connection for a read: a healthy replica's, or the primary's when asked for
+        (``consistency="primary"``: read-your-writes) or when none is usable."""
+        return self._reads.reading(replicas.consistency(consistency))
+
+    async def replica_status(self) -> list[dict[str, object]]:
+        """Each read server's ``state`` and ``lag_seconds`` (see :mod:`._replicas`)."""
+        return await self._reads.status()
 
     def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
         """A pooled connection for SQL of your own (``async with db.connection() as c``),

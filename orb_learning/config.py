@@ -52,6 +52,7 @@ DEFAULT_MAX_SCAN_TUPLES = 20_000
 DEFAULT_QUERY_CACHE_SIZE = 1_024
 DEFAULT_WATERMARK_LAG = timedelta(minutes=1)
 DEFAULT_OTLP_MAX_BODY_BYTES = 16 << 20
+DEFAULT_MAX_REPLICA_LAG = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +97,11 @@ class Settings:
         otlp_max_body_bytes: the largest OTLP export request ``orb-learning serve`` takes,
             as received and as decompressed (``ORB_LEARNING_OTLP_MAX_BODY_BYTES``,
             default 16 MiB); a larger one gets 413.
+        read_dsns: streaming replicas for the reads (``ORB_LEARNING_READ_DATABASE_URLS``,
+            comma-separated; default none: everything on ``dsn``). See
+            :mod:`orb_learning._replicas`.
+        max_replica_lag: seconds of replay lag past which a replica is skipped
+            (``ORB_LEARNING_MAX_REPLICA_LAG``, default 30).
     """
 
     dsn: str | None = None
@@ -114,6 +120,8 @@ class Settings:
     watermark_lag: timedelta = DEFAULT_WATERMARK_LAG
     redact_secrets: bool = True
     otlp_max_body_bytes: int = DEFAULT_OTLP_MAX_BODY_BYTES
+    read_dsns: tuple[str, ...] = ()
+    max_replica_lag: float = DEFAULT_MAX_REPLICA_LAG
 
     def __post_init__(self) -> None:
         if self.pool_size < 1 or self.min_pool_size < 0 or self.min_pool_size > self.pool_size:
@@ -127,8 +135,13 @@ class Settings:
             raise ConfigurationError(
                 f"otlp_max_body_bytes must be at least 1 (got {self.otlp_max_body_bytes})"
             )
+        if self.max_replica_lag <= 0:
+            raise ConfigurationError(
+                f"max_replica_lag must be positive seconds (got {self.max_replica_lag})"
+            )
         if self.dsn is not None:
             object.__setattr__(self, "dsn", normalize(self.dsn))
+        object.__setattr__(self, "read_dsns", tuple(normalize(d) for d in self.read_dsns))
         resolve_backend(self.embedding_backend)  # an unknown name fails here, not at load
 
     @property
@@ -164,6 +177,11 @@ class Settings:
             overrides["redact_secrets"] = _bool_env("REDACT_SECRETS")
         if "otlp_max_body_bytes" not in overrides and env.get(f"{ENV_PREFIX}OTLP_MAX_BODY_BYTES"):
             overrides["otlp_max_body_bytes"] = _int_env("OTLP_MAX_BODY_BYTES")
+        if not overrides.get("read_dsns") and env.get(f"{ENV_PREFIX}READ_DATABASE_URLS"):
+            urls = env[f"{ENV_PREFIX}READ_DATABASE_URLS"].split(",")
+            overrides["read_dsns"] = tuple(u.strip() for u in urls if u.strip())
+        if "max_replica_lag" not in overrides and env.get(f"{ENV_PREFIX}MAX_REPLICA_LAG"):
+            overrides["max_replica_lag"] = _float_env("MAX_REPLICA_LAG")
         return cls(dsn=dsn, data_dir=data_dir, embedding_model=model, **overrides)  # type: ignore[arg-type]
 
 
@@ -182,3 +200,11 @@ def _int_env(name: str) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"{ENV_PREFIX}{name} must be an integer (got {raw!r})") from None
+
+
+def _float_env(name: str) -> float:
+    raw = os.environ[ENV_PREFIX + name]
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{ENV_PREFIX}{name} must be a number (got {raw!r})") from None

@@ -25,6 +25,7 @@ from . import (
     refresh,
 )
 from ._lifecycle import Lifecycle
+from ._replicas import Consistency, explicit_lag as replicas_lag
 from .config import Settings
 from .embeddings import Embedder
 from .errors import (
@@ -78,6 +79,8 @@ class LearningDatabase(Lifecycle):
         redact: Redactor | bool | None = None,
         embedder: Embedder | None = None,
         otlp_max_body_bytes: int | None = None,
+        read_dsns: Sequence[str] = (),
+        max_replica_lag: float = config.DEFAULT_MAX_REPLICA_LAG,
     ) -> None:
         """Each setting is a field of :class:`~orb_learning.config.Settings` (which says
         more). ``None`` takes the environment variable named there, else the default:
@@ -97,11 +100,14 @@ class LearningDatabase(Lifecycle):
             embedder: an :class:`~orb_learning.Embedder` to use instead of the model.
             otlp_max_body_bytes: the largest OTLP request ``orb-learning serve`` takes
                 (``ORB_LEARNING_OTLP_MAX_BODY_BYTES``, default 16 MiB).
+            read_dsns: streaming replicas for the reads (``ORB_LEARNING_READ_DATABASE_URLS``).
         """
         from_environment = {
             "embedding_backend": embedding_backend,
             "pool_size": pool_size,
             "otlp_max_body_bytes": otlp_max_body_bytes,
+            "read_dsns": tuple(read_dsns) or None,  # the default takes the environment
+            "max_replica_lag": replicas_lag(max_replica_lag),
         }
         self.settings = Settings.resolve(
             dsn,
@@ -214,6 +220,8 @@ class LearningDatabase(Lifecycle):
         limit: int = 10,
         days_back: int | None = 90,
         threshold: float = 0.7,
+        *,
+        consistency: Consistency = "replica",
     ) -> list[SimilarExecution]:
         """Past executions most similar to ``task_description`` (cosine similarity of the
         task descriptions' embeddings), most similar first, each a
@@ -227,7 +235,7 @@ class LearningDatabase(Lifecycle):
         if self._redactor is not None:  # embedded as the stored descriptions were
             task_description = self._redactor(task_description)
         query = await self._embedding_service().embed_query(task_description)
-        async with self._connection() as connection:
+        async with self._reading(consistency) as connection:
             found = await search.find_similar(
                 connection,
                 query,
@@ -279,38 +287,54 @@ class LearningDatabase(Lifecycle):
             )  # fmt: skip
 
     async def get_tier_performance(
-        self, repo: str | None = None, days_back: int = 30, *, fresh: bool = True
+        self,
+        repo: str | None = None,
+        days_back: int = 30,
+        *,
+        fresh: bool = True,
+        consistency: Consistency = "replica",
     ) -> list[TierPerformance]:
         """Per model tier and task type over the last ``days_back`` UTC days. ``fresh``
         adds the rows stored since the last refresh (see :mod:`orb_learning._analytics`)."""
         arguments.text("repo", repo, allow_none=True)
         window = arguments.days_back(days_back)
-        async with self._connection() as connection:
+        async with self._reading(consistency) as connection:
             rows = await analytics.tier_performance(
                 connection, repo=repo, days_back=window, fresh=bool(fresh)
             )
         return cast("list[TierPerformance]", rows)
 
     async def get_pool_performance(
-        self, repo: str | None = None, days_back: int = 7, *, fresh: bool = True
+        self,
+        repo: str | None = None,
+        days_back: int = 7,
+        *,
+        fresh: bool = True,
+        consistency: Consistency = "replica",
     ) -> list[PoolPerformance]:
         """Per worker pool over the last ``days_back`` days (whole UTC hours)."""
         arguments.text("repo", repo, allow_none=True)
         window = arguments.days_back(days_back)
-        async with self._connection() as connection:
+        async with self._reading(consistency) as connection:
             rows = await analytics.pool_performance(
                 connection, repo=repo, days_back=window, fresh=bool(fresh)
             )
         return cast("list[PoolPerformance]", rows)
 
     async def get_solution_patterns(
-        self, repo: str | None = None, min_usage: int = 5, limit: int = 10, *, fresh: bool = True
+        self,
+        repo: str | None = None,
+        min_usage: int = 5,
+        limit: int = 10,
+        *,
+        fresh: bool = True,
+        consistency: Consistency = "replica",
     ) -> list[SolutionPattern]:
         """Top solution patterns by success rate, then usage count."""
         arguments.text("repo", repo, allow_none=True)
         arguments.integer("min_usage", min_usage, minimum=0)
         arguments.integer("limit", limit, minimum=1)
-        async with self._connection() as connection:
+        async with self._reading(consistency) as connection:
             rows = await analytics.solution_patterns(
                 connection, repo=repo, min_usage=min_usage, limit=limit, fresh=bool(fresh)
             )

@@ -62,6 +62,10 @@ PRODUCER = textwrap.dedent(
                     await asyncio.sleep(0)  # the writer and the spooler run meanwhile
                 if n % 100 == 99:
                     print(f"captured {n + 1}", flush=True)
+            for _ in range(3000 if mode == "stream-written" else 0):
+                if capture.stats()["records_written"]:  # a busy machine: the first batch
+                    break                               # may not be written yet
+                await asyncio.sleep(0.01)
         print(json.dumps(capture.stats()), flush=True)
         os._exit(9)  # a crash right after the last capture call: no shutdown, no flush
 
@@ -138,9 +142,8 @@ async def test_a_crash_loses_no_captured_task(
 ) -> None:
     spool = tmp_path / "spool" / "spool.jsonl"
     url = dsn or database_url
-    args = producer(
-        tmp_path, spool, url, "stream", count, queue_size=queue_size, durability=durability
-    )
+    mode = "stream" if dsn else "stream-written"  # mid-batch: crash once a batch is written
+    args = producer(tmp_path, spool, url, mode, count, queue_size=queue_size, durability=durability)
     before = crash(args, tmp_path)
     tasks = make_stream(count, seed=SEED)
     if dsn is None:
