@@ -110,6 +110,7 @@ def test_the_one_time_model_export_is_shown_on_stderr() -> None:
         "from orb_learning import cli\n"
         "logging.basicConfig(level=logging.WARNING)\n"
         "cli._show_progress_of(cli.EXPORT_LOGGER)\n"
+        "cli._show_progress_of(cli.EXPORT_LOGGER)  # main() run twice in one process\n"
         "from orb_learning.embeddings import _onnx_export\n"
         "_onnx_export.logger.info('Exporting the embedding model...')\n"
     )

@@ -130,13 +130,20 @@ EXPORT_LOGGER = "orb_learning.embeddings._onnx_export"
 
 
 def _show_progress_of(name: str) -> None:
-    """Its INFO lines on stderr, bare, whatever the log level (a progress line, not a log)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    """Its INFO lines on stderr, bare, whatever the log level (a progress line, not a log);
+    once per process, however often ``main`` runs in it."""
     progress = logging.getLogger(name)
+    if any(isinstance(h, _ProgressHandler) for h in progress.handlers):
+        return
+    handler = _ProgressHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
     progress.setLevel(logging.INFO)
     progress.addHandler(handler)
     progress.propagate = False
+
+
+class _ProgressHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`_show_progress_of` adds (recognised so that it is added once)."""
 
 
 def _explain(exc: Exception) -> OrbLearningError | None:
