@@ -50,7 +50,7 @@ def _row(alias: str) -> str:
     return "(" + ", ".join(f"{alias}.{column}" for column in _VIEW_COLUMNS) + ")"
 
 
-_HISTORY_PARTS = (
+HISTORY_PARTS = (
     "ARRAY['tier_performance_history_mv', 'pool_performance_history_mv', "
     "'solution_patterns_history_mv']"
 )
@@ -83,10 +83,10 @@ BEGIN
     END IF;
     -- A refresh moving a seal updates its row first: either it waits for this transaction
     -- (and its rebuild sees these rows) or this waits for it and compares with the new seal.
-    PERFORM 1 FROM {watermarks} w WHERE w.view_name = ANY ({_HISTORY_PARTS}) FOR SHARE;
+    PERFORM 1 FROM {watermarks} w WHERE w.view_name = ANY ({HISTORY_PARTS}) FOR SHARE;
     INSERT INTO {dirty} AS d (view_name, since)
     SELECT w.view_name, oldest FROM {watermarks} w
-    WHERE w.view_name = ANY ({_HISTORY_PARTS}) AND oldest < w.watermark
+    WHERE w.view_name = ANY ({HISTORY_PARTS}) AND oldest < w.watermark
     ON CONFLICT (view_name) DO UPDATE SET since = least(d.since, excluded.since);
     RETURN NULL;
 END

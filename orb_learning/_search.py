@@ -119,7 +119,11 @@ def _count_sql(filters: str) -> str:
     return f"EXPLAIN (FORMAT JSON) SELECT 1 FROM executions WHERE {filters}"
 
 
-TABLE_ROWS = "SELECT reltuples FROM pg_class WHERE oid = 'executions'::regclass"
+# The partitions' figures (revision 0011): the parent has none of its own. Every partition
+# has its own HNSW graph, so the largest one is what a search's ef_search must cover.
+_LEAVES = "FROM pg_partition_tree('executions') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
+TABLE_ROWS = f"SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) {_LEAVES}"
+GRAPH_ROWS = f"SELECT coalesce(max(c.reltuples), 0) {_LEAVES}"
 EXACT_ROWS_PER_ROOT = 14.0
 EXACT_MIN_ROWS = 1_000
 
@@ -157,6 +161,10 @@ class PlannerEstimates:
         """Rows in the table (0 before its first ANALYZE)."""
         return await self._cached(connection, "table", lambda: (TABLE_ROWS,))
 
+    async def graph_rows(self, connection: asyncpg.Connection) -> float:
+        """Rows in the largest partition: the largest HNSW graph a search walks."""
+        return await self._cached(connection, "graph", lambda: (GRAPH_ROWS,))
+
     async def passing_rows(
         self, connection: asyncpg.Connection, days_back: int | None, repo: str | None
     ) -> float:
@@ -176,7 +184,8 @@ class PlannerEstimates:
             read = (_as_rows(await connection.fetchval(*query())), now)
             self._read[key] = read
         self._read.move_to_end(key)
-        while len(self._read) > self._max_filters + 1:  # the filters', and the table's
+        kept = self._max_filters + sum(isinstance(k, str) for k in self._read)  # + table, graph
+        while len(self._read) > kept:
             self._read.popitem(last=False)
         return read[0]
 
@@ -225,7 +234,8 @@ async def find_similar(
         "candidates": candidates,
     }
     table_rows = await estimates.table_rows(connection)
-    await _configure(connection, _ef_search(tuning, candidates, table_rows), tuning)
+    graph_rows = await estimates.graph_rows(connection)
+    await _configure(connection, _ef_search(tuning, candidates, graph_rows), tuning)
     if await estimates.passing_rows(connection, days_back, repo) > exact_max_rows(
         tuning, table_rows
     ):
@@ -277,11 +287,12 @@ def _candidates(tuning: SearchTuning, limit: int) -> int:
     return max(limit, min(limit * tuning.candidates_per_result, 1000))
 
 
-def _ef_search(tuning: SearchTuning, candidates: int, table_rows: float) -> int:
-    """At least the candidates asked for, scaled with the graph's rows, at most 1,000."""
+def _ef_search(tuning: SearchTuning, candidates: int, graph_rows: float) -> int:
+    """At least the candidates asked for, scaled with the largest graph's rows, at most
+    1,000."""
     ef_search: float = tuning.ef_search * tuning.halfvec_ef_factor
-    if tuning.scale_ef_search and table_rows > REFERENCE_ROWS:
-        ef_search *= math.sqrt(table_rows / REFERENCE_ROWS)
+    if tuning.scale_ef_search and graph_rows > REFERENCE_ROWS:
+        ef_search *= math.sqrt(graph_rows / REFERENCE_ROWS)
     return min(max(round(ef_search), candidates), 1000)
 
 

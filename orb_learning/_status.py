@@ -95,7 +95,8 @@ STATUS_SQL = """\
 SELECT now() AS checked_at,
        current_database() AS name,
        pg_database_size(current_database()) AS database_bytes,
-       pg_total_relation_size('executions') AS executions_bytes,
+       (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('executions')
+        WHERE isleaf) AS executions_bytes,  -- the partitions'
        current_setting('server_version') AS server_version,
        (SELECT version_num FROM alembic_version) AS schema_version,
        (SELECT count(*) FROM feedback) AS feedback,

@@ -1,9 +1,9 @@
-"""Writing executions: one upsert per record, or binary COPY into a staging table + one upsert.
+"""Writing executions: records staged (binary COPY for a batch), then upserted by task_id.
 
 Writes are idempotent by ``task_id``: storing a record again updates its row (later data
 wins, except that a NULL ``user_rating``/``user_accepted`` keeps what feedback set), so
-retries and replays never duplicate. A batch is one transaction: it lands whole
-or not at all.
+retries and replays never duplicate, also when a retry carries another timestamp (the row
+moves to that partition). A write is one transaction: it lands whole or not at all.
 """
 
 from __future__ import annotations
@@ -39,25 +39,43 @@ _FEEDBACK_COLUMNS = ("user_accepted", "user_rating")  # set by feedback: a retry
 
 def _assignment(column: str) -> str:
     if column in _FEEDBACK_COLUMNS:
-        return f'"{column}" = COALESCE(EXCLUDED."{column}", executions."{column}")'
-    return f'"{column}" = EXCLUDED."{column}"'
+        return f'"{column}" = COALESCE(s."{column}", e."{column}")'
+    return f'"{column}" = s."{column}"'
 
 
 _UPDATE_LIST = ", ".join(_assignment(c) for c in WRITE_COLUMNS if c != "task_id")
-_UPSERT_TAIL = f"ON CONFLICT (task_id) DO UPDATE SET {_UPDATE_LIST}, uploaded_at = now()"
-
-UPSERT_ONE = (
-    f"INSERT INTO executions ({_COLUMN_LIST}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(WRITE_COLUMNS) + 1))}) {_UPSERT_TAIL}"
-)
 STAGING_TABLE = "executions_staging"
 CREATE_STAGING = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} "
     "(LIKE executions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-UPSERT_FROM_STAGING = (
+INSERT_STAGING = (
+    f"INSERT INTO {STAGING_TABLE} ({_COLUMN_LIST}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(WRITE_COLUMNS) + 1))})"
+)
+# The upsert by task_id, on a table partitioned by timestamp (revision 0011), in three
+# statements of one transaction, each with its own snapshot:
+# 1. lock the batch's keys in execution_keys (inserting the new ones), in task_id order so
+#    that two batches sharing task_ids cannot deadlock; a concurrent writer of the same
+#    task_id waits here for this commit, then finds the row this one stored;
+# 2. update the rows already stored, wherever they are (a new timestamp moves the row to
+#    its partition; the key trigger moves its key, and the feedback stays with it);
+# 3. insert the others.
+LOCK_KEYS = (
+    'WITH locked AS (INSERT INTO execution_keys AS k (task_id, "timestamp") '
+    f'SELECT task_id, "timestamp" FROM {STAGING_TABLE} ORDER BY task_id '
+    'ON CONFLICT (task_id) DO UPDATE SET "timestamp" = k."timestamp" '
+    "RETURNING old.task_id IS NOT NULL AS existed) "
+    "SELECT coalesce(bool_or(existed), false) FROM locked"
+)
+UPDATE_STORED = (
+    f"UPDATE executions e SET {_UPDATE_LIST}, uploaded_at = now() "
+    f"FROM {STAGING_TABLE} s JOIN execution_keys k USING (task_id) "
+    'WHERE e.task_id = k.task_id AND e."timestamp" = k."timestamp"'
+)
+INSERT_NEW = (
     f"INSERT INTO executions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGING_TABLE} "
-    f"{_UPSERT_TAIL}"
+    'ON CONFLICT (task_id, "timestamp") DO NOTHING'
 )
 
 
@@ -139,14 +157,17 @@ async def committing() -> AsyncIterator[None]:
 async def upsert_one(
     connection: asyncpg.Connection, record: ExecutionRecord, embedding: np.ndarray
 ) -> None:
-    async with committing():
-        await connection.execute(UPSERT_ONE, *row_of(record, embedding))
+    """One record, through the same three statements as a batch (one row staged)."""
+    async with write_transaction(connection):
+        await connection.execute(CREATE_STAGING)
+        await connection.execute(INSERT_STAGING, *row_of(record, embedding))
+        await _merge_staged(connection)
 
 
 async def upsert_many(
     connection: asyncpg.Connection, pairs: Sequence[tuple[ExecutionRecord, np.ndarray]]
 ) -> int:
-    """Binary COPY into a session-local staging table, then one INSERT ... ON CONFLICT."""
+    """Binary COPY into a session-local staging table, then the upsert from it."""
     if not pairs:
         return 0
     async with write_transaction(connection):
@@ -156,8 +177,16 @@ async def upsert_many(
             records=[row_of(record, embedding) for record, embedding in pairs],
             columns=list(WRITE_COLUMNS),
         )
-        await connection.execute(UPSERT_FROM_STAGING)
+        await _merge_staged(connection)
     return len(pairs)
+
+
+async def _merge_staged(connection: asyncpg.Connection) -> None:
+    """The staged rows stored by task_id (see :data:`LOCK_KEYS`); the UPDATE is skipped
+    when none of their task_ids was stored before (a batch of new executions)."""
+    if await connection.fetchval(LOCK_KEYS):
+        await connection.execute(UPDATE_STORED)
+    await connection.execute(INSERT_NEW)
 
 
 async def prepare_batch(

@@ -2,8 +2,8 @@
 validate``): the extension and its version, the tables, their columns and constraints,
 every index (HNSW included), the views and their unique indexes, the routines (present,
 ``search_path`` pinned with ``pg_temp`` last, the only SECURITY DEFINER one being the
-history marks' trigger) and the Alembic revision. Each check says what it found, so a
-missing piece is named."""
+history marks' and the partitions' routines) and the Alembic revision. Each check says
+what it found, so a missing piece is named."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import migrations
 from ._catalog import CURRENT_VIEWS, PUBLIC_VIEWS
 from ._history_marks import MARK_FUNCTION
+from ._partition_routines import CREATE_FUNCTION, LIST_FUNCTION, TRACK_FUNCTION
 from ._route_log import OUTCOMES_VIEW
 from ._routines import REFRESH_FUNCTION
 from .schema import executions, metadata
@@ -62,19 +63,18 @@ SELECT p.proname, p.prosecdef, p.proconfig, n.nspname
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.oid = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass('executions'))
   AND (p.proname = ANY($1::text[]) OR p.prosecdef)"""
-SECURITY_DEFINER = {MARK_FUNCTION}
-"""The routines that run with their owner's rights, and only these (see history_marks)."""
+SECURITY_DEFINER = {MARK_FUNCTION, TRACK_FUNCTION, CREATE_FUNCTION}
+"""The routines that run with their owner's rights, and only these (see history_marks and
+partition_routines)."""
+EXPECTED = (REFRESH_FUNCTION, MARK_FUNCTION, TRACK_FUNCTION, CREATE_FUNCTION, LIST_FUNCTION)
 
 
 async def _routines(connection: asyncpg.Connection) -> list[Check]:
     """Each routine present, pinned (``search_path`` = its schema, then ``pg_temp``: never
     a caller's temporary objects first), and SECURITY DEFINER only where it must be."""
-    found = {
-        row["proname"]: row
-        for row in await connection.fetch(ROUTINES, [REFRESH_FUNCTION, MARK_FUNCTION])
-    }
+    found = {row["proname"]: row for row in await connection.fetch(ROUTINES, list(EXPECTED))}
     checks = []
-    for name in sorted({REFRESH_FUNCTION, MARK_FUNCTION} | set(found)):
+    for name in sorted(set(EXPECTED) | set(found)):
         row = found.get(name)
         if row is None:
             checks.append(Check(f"function {name}()", False, "missing"))

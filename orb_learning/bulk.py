@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._partition_routines import NAME_ALL_INDEXES
 from .errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -92,7 +93,8 @@ async def build_vector_index(
         # the raised memory ends with this transaction
         await set_build_settings(connection, maintenance_work_mem, parallel_workers, local=True)
         sql = vector_index_sql().replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1)
-        await connection.execute(sql, timeout=NO_TIMEOUT)
+        await connection.execute(sql, timeout=NO_TIMEOUT)  # one graph per partition
+        await connection.execute(NAME_ALL_INDEXES)
     return time.perf_counter() - started
 
 
@@ -175,6 +177,9 @@ async def prewarm(db: ConnectionSource, *, table: bool = False) -> dict[str, int
             present = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", relation)
             if present:
                 blocks[relation] = await connection.fetchval(
-                    "SELECT pg_prewarm($1::regclass)", relation, timeout=NO_TIMEOUT
+                    "SELECT coalesce(sum(pg_prewarm(relid)), 0)::bigint "
+                    "FROM pg_partition_tree($1::regclass) WHERE isleaf",  # every partition's
+                    relation,
+                    timeout=NO_TIMEOUT,
                 )
     return blocks

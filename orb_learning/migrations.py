@@ -88,7 +88,9 @@ async def _run(dsn: str, action: str, *args: object, **kwargs: object) -> None:
         sqlalchemy_url(dsn), connect_args={"server_settings": server_settings(dsn)}
     )
     try:
-        async with engine.begin() as connection:
+        # Not one transaction for all: env.py's runs each revision in its own, so that a
+        # revision may commit in batches (0011's conversion of a large table).
+        async with engine.connect() as connection:
             config = alembic_config(dsn)
 
             def run(sync_connection: object) -> None:
@@ -96,6 +98,7 @@ async def _run(dsn: str, action: str, *args: object, **kwargs: object) -> None:
                 getattr(command, action)(config, *args, **kwargs)
 
             await connection.run_sync(run)
+            await connection.commit()
     except Exception as exc:
         cause = driver_error(exc)
         if cause is None:

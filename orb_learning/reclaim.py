@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,12 +42,21 @@ GRAPH_MARGIN = 1.1
 """The graph in memory takes about what the index takes on disk: 10% to spare."""
 LEFTOVERS = """\
 SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-WHERE i.indrelid = 'executions'::regclass AND NOT i.indisvalid AND c.relname LIKE $1"""
+WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('executions'))
+  AND NOT i.indisvalid AND c.relname LIKE $1"""
 RESET_SETTINGS = "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers"
-SIZES = """
-SELECT (SELECT reltuples::bigint FROM pg_class WHERE oid = 'executions'::regclass) AS table_rows,
-       coalesce(pg_relation_size(to_regclass($1)), 0) AS index_bytes,
-       pg_size_bytes($2) AS memory_bytes"""
+# The partitions in scope ($3: their names; NULL for all) with their HNSW index and sizes.
+SCOPE = """
+SELECT t.relid::regclass::text AS partition, x.indexrelid::regclass::text AS vector_index,
+       greatest(c.reltuples, 0)::bigint AS table_rows,
+       coalesce(pg_relation_size(x.indexrelid), 0) AS index_bytes,
+       pg_size_bytes($2) AS memory_bytes
+FROM pg_partition_tree('executions') t
+JOIN pg_class c ON c.oid = t.relid
+LEFT JOIN pg_index x ON x.indrelid = t.relid AND x.indexrelid IN (
+    SELECT relid FROM pg_partition_tree(to_regclass($1)))
+WHERE t.isleaf AND ($3::text[] IS NULL OR t.relid::regclass::text = ANY($3::text[]))
+ORDER BY 1"""
 
 
 @dataclass
@@ -99,49 +109,86 @@ async def after_delete(
     rebuild: bool | None = None,
     maintenance_work_mem: str = "2GB",
     parallel_workers: int = 2,
+    partitions: Sequence[str] | None = None,
 ) -> ReclaimResult:
-    """Rebuild the HNSW index if ``rebuild`` (by default: :func:`should_rebuild` against the
-    planner's row count and the index's size), then ``VACUUM (ANALYZE) executions``."""
+    """Per partition of ``partitions`` (by default all): rebuild its HNSW index if
+    ``rebuild`` (by default: :func:`should_rebuild` against its row count and index size,
+    the deleted rows counted against the partitions in scope), then ``VACUUM (ANALYZE)``
+    it. A retention run passes the partitions it deleted rows from: the others are not
+    touched (revision 0011)."""
     async with db.connection() as connection:
-        sizes = await connection.fetchrow(SIZES, VECTOR_INDEX, maintenance_work_mem)
-        table_rows, index_bytes = max(sizes["table_rows"] or 0, 0), sizes["index_bytes"]
+        scope = await connection.fetch(
+            SCOPE,
+            VECTOR_INDEX,
+            maintenance_work_mem,
+            None if partitions is None else list(partitions),
+        )
+        table_rows = sum(row["table_rows"] for row in scope)
+        index_bytes = sum(row["index_bytes"] for row in scope)
         result = ReclaimResult(deleted_rows, table_rows, index_bytes, rebuilt_index=False)
-        if rebuild is None:
-            rebuild = should_rebuild(
-                deleted_rows,
-                table_rows,
-                index_bytes=index_bytes,
-                memory_bytes=sizes["memory_bytes"],
-            )
-            if not rebuild and deleted_rows >= REBUILD_FRACTION * max(table_rows, 1):
-                logger.warning(
-                    "reclaim: the HNSW graph (%d MB) does not fit in maintenance_work_mem %s; "
-                    "VACUUM repairs it instead, which takes long: raise maintenance_work_mem",
-                    index_bytes // 2**20,
-                    maintenance_work_mem,
-                )
         result.dropped_leftovers = await drop_leftovers(connection)
-        if rebuild:
+        missing = not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", VECTOR_INDEX)
+        if missing and rebuild is not False:  # a killed bulk load dropped it: build it
             started = time.perf_counter()
-            await rebuild_vector_index(
+            await bulk.build_vector_index(
                 connection,
                 maintenance_work_mem=maintenance_work_mem,
                 parallel_workers=parallel_workers,
             )
             result.rebuilt_index = True
             result.rebuild_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        await connection.execute("VACUUM (ANALYZE) executions", timeout=NO_TIMEOUT)
-        result.vacuum_seconds = time.perf_counter() - started
+            rebuild = False
+        for row in scope:
+            share = (  # never analyzed: count them all against each partition
+                round(deleted_rows * row["table_rows"] / table_rows) if table_rows else deleted_rows
+            )
+            if _rebuilds(rebuild, share, row, maintenance_work_mem):
+                started = time.perf_counter()
+                await rebuild_vector_index(
+                    connection,
+                    maintenance_work_mem=maintenance_work_mem,
+                    parallel_workers=parallel_workers,
+                    index=row["vector_index"],
+                )
+                result.rebuilt_index = True
+                result.rebuild_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            await connection.execute(f"VACUUM (ANALYZE) {row['partition']}", timeout=NO_TIMEOUT)
+            result.vacuum_seconds += time.perf_counter() - started
+        if partitions is None:
+            await connection.execute("ANALYZE executions", timeout=NO_TIMEOUT)
     return result
 
 
+def _rebuilds(rebuild: bool | None, deleted: int, row: Any, memory: str) -> bool:
+    if rebuild is not None:
+        return rebuild and row["vector_index"] is not None
+    if row["vector_index"] is None:
+        return False
+    decided = should_rebuild(
+        deleted, row["table_rows"], index_bytes=row["index_bytes"], memory_bytes=row["memory_bytes"]
+    )
+    if not decided and deleted >= REBUILD_FRACTION * max(row["table_rows"], 1):
+        logger.warning(
+            "reclaim: the HNSW graph of %s (%d MB) does not fit in maintenance_work_mem %s; "
+            "VACUUM repairs it instead, which takes long: raise maintenance_work_mem",
+            row["partition"],
+            row["index_bytes"] // 2**20,
+            memory,
+        )
+    return decided
+
+
 async def rebuild_vector_index(
-    connection: asyncpg.Connection, *, maintenance_work_mem: str, parallel_workers: int
+    connection: asyncpg.Connection,
+    *,
+    maintenance_work_mem: str,
+    parallel_workers: int,
+    index: str = VECTOR_INDEX,
 ) -> None:
     """``REINDEX INDEX CONCURRENTLY`` with the bulk path's memory and workers (session
     settings, reset afterwards: REINDEX CONCURRENTLY cannot run in a transaction)."""
-    present = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", VECTOR_INDEX)
+    present = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", index)
     if not present:  # a killed bulk load dropped it: build it
         await bulk.build_vector_index(
             connection, maintenance_work_mem=maintenance_work_mem, parallel_workers=parallel_workers
@@ -150,7 +197,7 @@ async def rebuild_vector_index(
     await bulk.set_build_settings(connection, maintenance_work_mem, parallel_workers, local=False)
     try:
         await connection.execute(
-            f"REINDEX INDEX CONCURRENTLY {VECTOR_INDEX}",  # a constant
+            f"REINDEX INDEX CONCURRENTLY {index}",  # a constant, or a name the server quoted
             timeout=NO_TIMEOUT,
         )
     finally:
@@ -160,7 +207,7 @@ async def rebuild_vector_index(
 
 async def drop_leftovers(connection: asyncpg.Connection) -> int:
     """Drop the invalid copies a failed ``REINDEX CONCURRENTLY`` left (``_ccnew``...)."""
-    names = [row[0] for row in await connection.fetch(LEFTOVERS, f"{VECTOR_INDEX}\\_cc%")]
+    names = [row[0] for row in await connection.fetch(LEFTOVERS, f"{VECTOR_INDEX}%\\_cc%")]
     for name in names:
         quoted = '"' + name.replace('"', '""') + '"'
         await connection.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quoted}", timeout=NO_TIMEOUT)

@@ -172,8 +172,13 @@ class ViewRefresher:
             self._task = None
 
     async def tick(self) -> list[RefreshResult]:
-        """One scheduled refresh: skips views refreshed less than half an interval ago."""
+        """One scheduled refresh (skipping views refreshed less than half an interval ago),
+        after creating the time partitions missing (the current month and three ahead,
+        and those of rows in the default partition)."""
+        from .partitions import create_partitions
+
         async with self._connect() as connection:
+            await create_partitions(connection)
             return await refresh_once(
                 connection, min_age=self.every / 2, watermark_lag=self.watermark_lag
             )

@@ -34,22 +34,30 @@ take longer than the rebuild). ``reclaim=False`` leaves that to autovacuum.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib.util
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _arguments as arguments
-from .errors import ArchiveError, ArgumentError, ConfigurationError, DatabaseError
+from . import _arguments as arguments, _retention_partitions as partitions
+from ._archive import (
+    ARCHIVE_COLUMNS,  # noqa: F401 (re-exported: what an archive file holds)
+    SELECT_LIST,
+    archive_batch,
+    keep_absent,
+    month_of,
+    pending_files,
+    prepare_archive,
+    publish,
+)
+from .errors import ArgumentError, ConfigurationError, DatabaseError
 from .reclaim import ReclaimResult, after_delete
-from .schema import executions as executions_table
 
 if TYPE_CHECKING:
     import asyncpg
@@ -59,14 +67,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("orb_learning")
 BATCH_SIZE = 5000
 MAX_DAYS_TO_KEEP = 365_000
-_CASTS = {"Uuid": "::text", "JSONB": "::text", "VECTOR": "::real[]", "HALFVEC": "::real[]"}
-ARCHIVE_COLUMNS = tuple(c.name for c in executions_table.columns)
-_SELECT_LIST = ", ".join(
-    f'"{c.name}"{_CASTS.get(type(c.type).__name__, "")} AS "{c.name}"'
-    for c in executions_table.columns
-)
 SELECT_BATCH = (
-    f'SELECT {_SELECT_LIST} FROM executions WHERE "timestamp" < $1 '
+    f"SELECT {SELECT_LIST}, tableoid::regclass::text AS partition FROM executions "
+    'WHERE "timestamp" < $1 '
     'ORDER BY "timestamp" LIMIT $2 FOR UPDATE'
 )
 DELETE_BATCH = "DELETE FROM executions WHERE task_id = ANY($1::uuid[])"
@@ -101,6 +104,10 @@ class RetentionResult:
     discarded_pending: int = 0
     pending_files: int = 0
     reclaimed: ReclaimResult | None = None
+    partitions_dropped: list[str] = field(default_factory=list)
+    """Whole partitions past the cutoff, archived and dropped (revision 0011)."""
+    partition_rows: int = 0
+    """Of ``deleted_count``, the rows that went with them (the rest: deleted row by row)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +144,7 @@ class Retention:
         self.batch_size = batch_size
         self._progress = progress
         self.reclaim = reclaim
+        self._touched: set[str] = set()
 
     async def before_commit(self, batch: int) -> None:
         """Called in batch ``batch``'s transaction after its DELETE; raising rolls it back."""
@@ -154,10 +162,12 @@ class Retention:
             result.recommendations_deleted = await connection.fetchval(
                 COUNT_RECOMMENDATIONS, self.cutoff
             )
+            whole = await partitions.whole_partitions(connection, self.cutoff)
+            result.partitions_dropped = [partition.name for partition in whole]
         result.deleted_count = sum(result.months.values())
         result.archived_count = result.deleted_count if self.archive is not None else 0
         if self.archive is not None and self.archive.is_dir():
-            result.pending_files = len(_pending_files(self.archive))  # a run settles them
+            result.pending_files = len(pending_files(self.archive))  # a run settles them
         return result
 
     async def run(self) -> RetentionResult:
@@ -165,9 +175,15 @@ class Retention:
         went and ``reclaim``) rebuild the HNSW index when the delete was large, and VACUUM."""
         result = RetentionResult(self.days_to_keep, self.cutoff)
         if self.archive is not None:
-            _prepare_archive(self.archive)
+            prepare_archive(self.archive)
             await self._settle(result)
         total = (await self.plan()).deleted_count if self._progress is not None else 0
+        async with self.db.connection() as connection:
+            whole = await partitions.whole_partitions(connection, self.cutoff)
+        for partition in whole:  # whole months at once, then the edge row by row
+            await self._drop_partition(partition, result)
+            if self._progress is not None:
+                self._progress(result.deleted_count, max(total, result.deleted_count))
         while await self._batch(result.batches + 1, result):
             result.batches += 1
             if self._progress is not None:
@@ -175,9 +191,79 @@ class Retention:
         async with self.db.connection() as connection:
             status = await connection.execute(DELETE_RECOMMENDATIONS, self.cutoff)
             result.recommendations_deleted = int(status.split()[-1])
-        if self.reclaim and result.deleted_count:
-            result.reclaimed = await after_delete(self.db, deleted_rows=result.deleted_count)
+        deleted_rows = result.deleted_count - result.partition_rows
+        if self.reclaim and deleted_rows:  # only the partitions rows were deleted from
+            result.reclaimed = await after_delete(
+                self.db, deleted_rows=deleted_rows, partitions=sorted(self._touched)
+            )
         return result
+
+    async def _drop_partition(
+        self, partition: partitions.WholePartition, result: RetentionResult
+    ) -> None:
+        """Archive, detach and drop one partition in one transaction (a lock not granted
+        within the timeout is tried again, up to three times)."""
+        import asyncpg
+
+        for attempt in range(1, partitions.ATTEMPTS + 1):
+            pending: list[Path] = []
+            try:
+                async with self.db.connection() as connection:
+                    rows, feedback, pending = await self._archive_and_drop(connection, partition)
+                break
+            except asyncpg.LockNotAvailableError:
+                for path in pending:
+                    path.unlink(missing_ok=True)
+                if attempt == partitions.ATTEMPTS:
+                    raise DatabaseError(
+                        f"retention could not detach {partition.name}: a lock on executions "
+                        f"was not granted within {partitions.LOCK_TIMEOUT} {attempt} times "
+                        "(a long query?); run it again later",
+                        sqlstate="55P03",
+                        transient=True,
+                    ) from None
+                await asyncio.sleep(attempt)
+        await self.before_publish(0)
+        for path in pending:
+            result.archive_files.append(str(await asyncio.to_thread(publish, path)))
+        result.archived_count += rows if self.archive is not None else 0
+        result.deleted_count += rows
+        result.partition_rows += rows
+        result.feedback_deleted += feedback
+        result.partitions_dropped.append(partition.name)
+        month = f"{partition.range_start.astimezone(UTC):%Y-%m}"
+        if rows:
+            result.months[month] = result.months.get(month, 0) + rows
+
+    async def _archive_and_drop(
+        self, connection: asyncpg.Connection, partition: partitions.WholePartition
+    ) -> tuple[int, int, list[Path]]:
+        pending: list[Path] = []
+        rows = 0
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            xid = await connection.fetchval("SELECT pg_current_xact_id()::text")
+            await connection.execute(
+                f"DECLARE orb_retention CURSOR FOR {partitions.select_rows(partition)}"
+            )
+            while chunk := await connection.fetch(
+                f"FETCH {int(self.batch_size)} FROM orb_retention"
+            ):
+                rows += len(chunk)
+                if self.archive is not None:
+                    pending += await archive_batch(self.archive, chunk, xid)
+            await connection.execute("CLOSE orb_retention")  # DROP TABLE refuses an open one
+            feedback = await partitions.drop(connection, partition)
+            await self.before_commit(0)
+        except BaseException:
+            with suppress(Exception):
+                await transaction.rollback()
+            for path in pending:
+                path.unlink(missing_ok=True)
+            raise
+        await transaction.commit()
+        return rows, feedback, pending
 
     async def _batch(self, number: int, result: RetentionResult) -> bool:
         """One batch; False when no row is left before the cutoff."""
@@ -192,8 +278,9 @@ class Retention:
                     await transaction.rollback()
                     return False
                 ids = [row["task_id"] for row in rows]
+                self._touched.update(row["partition"] for row in rows)
                 if self.archive is not None:
-                    pending = await _archive_batch(self.archive, rows, xid)
+                    pending = await archive_batch(self.archive, rows, xid)
                 feedback = await connection.fetchval(COUNT_FEEDBACK, ids)
                 deleted = int((await connection.execute(DELETE_BATCH, ids)).split()[-1])
                 if deleted != len(rows):
@@ -208,11 +295,11 @@ class Retention:
             await transaction.commit()  # if this fails, the pending files wait to be settled
         await self.before_publish(number)
         for path in pending:
-            result.archive_files.append(str(await asyncio.to_thread(_publish, path)))
+            result.archive_files.append(str(await asyncio.to_thread(publish, path)))
         result.archived_count += len(rows) if pending else 0
         result.deleted_count += deleted
         result.feedback_deleted += feedback
-        for month, count in Counter(_month(row["timestamp"]) for row in rows).items():
+        for month, count in Counter(month_of(row["timestamp"]) for row in rows).items():
             result.months[month] = result.months.get(month, 0) + count
         return True
 
@@ -222,7 +309,7 @@ class Retention:
 
         assert self.archive is not None
         async with self.db.connection() as connection:
-            for path in _pending_files(self.archive):
+            for path in pending_files(self.archive):
                 try:  # committed, aborted, in progress, or None when too old to be known
                     status = await connection.fetchval(XACT_STATUS, path.name.split(".")[-2])
                 except asyncpg.PostgresError:  # not a transaction of this server's past
@@ -230,138 +317,14 @@ class Retention:
                 if status == "in progress":
                     continue  # another run's batch, in flight
                 # committed: publish; aborted: drop; unknown: keep the rows no longer stored
-                keep = status == "committed" if status else await _keep_absent(connection, path)
+                keep = status == "committed" if status else await keep_absent(connection, path)
                 if keep:
-                    final = await asyncio.to_thread(_publish, path)
+                    final = await asyncio.to_thread(publish, path)
                     result.recovered_files.append(str(final))
                     logger.warning("retention: published %s of an interrupted run", final)
                 else:
                     path.unlink(missing_ok=True)
                     result.discarded_pending += 1
-
-
-def _prepare_archive(archive: Path) -> None:
-    """The archive directory, created, and writable: checked before any row is deleted."""
-    try:
-        archive.mkdir(parents=True, exist_ok=True)
-        probe = archive / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise ArchiveError(f"cannot write the archive under {archive}: {_reason(exc)}") from exc
-
-
-async def _archive_batch(archive: Path, rows: Sequence[Any], xid: str) -> list[Path]:
-    """A batch's pending files; a file system error (disk full...) names the archive."""
-    try:
-        return await asyncio.to_thread(_write_pending, archive, rows, xid)
-    except OSError as exc:
-        raise ArchiveError(
-            f"cannot write the archive under {archive}: {_reason(exc)}; the batch was rolled "
-            "back, no row was deleted"
-        ) from exc
-
-
-def _reason(exc: OSError) -> str:
-    return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
-
-
-def _month(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m")
-
-
-def _pending_files(archive: Path) -> list[Path]:
-    return sorted(p for p in archive.rglob(".*.pending") if p.is_file())
-
-
-async def _keep_absent(connection: asyncpg.Connection, path: Path) -> bool:
-    """Rewrite ``path`` with its rows absent from the table; False when there are none."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = await asyncio.to_thread(pq.read_table, path)
-    ids = table.column("task_id").to_pylist()
-    present = await connection.fetch(
-        "SELECT task_id::text AS id FROM executions WHERE task_id = ANY($1::uuid[])", ids
-    )
-    gone = pc.invert(pc.is_in(table["task_id"], pa.array([r["id"] for r in present], pa.string())))
-    absent = table.filter(gone)
-    if absent.num_rows:
-        await asyncio.to_thread(_write_durably, absent, path)
-    return bool(absent.num_rows)
-
-
-def _arrow_table(rows: Sequence[Any]) -> Any:
-    import pyarrow as pa
-
-    text, stamp, vector = pa.string(), pa.timestamp("us", tz="UTC"), pa.list_(pa.float32())
-    kinds = {"Uuid": text, "Text": text, "JSONB": text, "DateTime": stamp, "VECTOR": vector,
-             "HALFVEC": vector, "Integer": pa.int32(), "Double": pa.float64(),
-             "Boolean": pa.bool_()}  # fmt: skip
-    schema = pa.schema([(c.name, kinds[type(c.type).__name__]) for c in executions_table.columns])
-    return pa.table({n: [row[n] for row in rows] for n in ARCHIVE_COLUMNS}, schema=schema)
-
-
-def _write_pending(archive: Path, rows: Sequence[Any], xid: str) -> list[Path]:
-    """One pending Parquet file per UTC month of ``rows``, fsynced."""
-    by_month: dict[str, list[Any]] = {}
-    for row in rows:
-        by_month.setdefault(_month(row["timestamp"]), []).append(row)
-    written: list[Path] = []
-    try:
-        for month, group in sorted(by_month.items()):
-            year, month_number = month.split("-")
-            directory = archive / f"year={year}" / f"month={month_number}"
-            directory.mkdir(parents=True, exist_ok=True)
-            first = min(row["timestamp"] for row in group).astimezone(UTC)
-            digest = hashlib.sha256("\n".join(sorted(r["task_id"] for r in group)).encode())
-            final = f"executions-{first:%Y%m%dT%H%M%S}-{digest.hexdigest()[:16]}.parquet"
-            path = directory / f".{final}.{xid}.pending"
-            written.append(path)
-            _write_durably(_arrow_table(group), path)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return written
-
-
-def _write_durably(table: Any, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    with open(path, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
-        handle.flush()
-        os.fsync(handle.fileno())
-    _fsync_directory(path.parent)
-
-
-def _publish(pending: Path) -> Path:
-    """Rename a pending file to its final name, unless that file holds the same rows."""
-    import pyarrow.parquet as pq
-
-    base = pending.name[1:].split(".parquet.")[0]
-    final, suffix = pending.with_name(f"{base}.parquet"), 1
-    while pending.exists():  # else another run published it meanwhile
-        if not final.exists():
-            os.replace(pending, final)
-            _fsync_directory(final.parent)
-        elif pq.read_table(final).equals(pq.read_table(pending)):
-            pending.unlink()
-        else:  # the same task_ids archived before with other values (stored again since)
-            suffix += 1
-            final = pending.with_name(f"{base}-{suffix}.parquet")
-    return final
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a created or renamed entry durable."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 async def cleanup_old_executions(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._catalog import CURRENT_VIEWS, PUBLIC_VIEWS
+from ._partition_routines import CREATE_FUNCTION
 from ._routines import REFRESH_FUNCTION
 from .errors import ConfigurationError, SchemaNotReadyError
 
@@ -41,6 +42,7 @@ PUBLIC_VIEW_NAMES: tuple[str, ...] = tuple(view.name for view in PUBLIC_VIEWS)
 """The plain views over the materialized ones (revision 0007): what users read."""
 READ_TABLES: tuple[str, ...] = (
     "executions",
+    "execution_keys",
     "feedback",
     *(name for name in PUBLIC_VIEW_NAMES if name not in VIEW_NAMES),
     *VIEW_NAMES,
@@ -57,6 +59,7 @@ so that ``LearningDatabase`` and ``orb-learning refresh --status`` can connect a
 they check the revision first."""
 WRITE_PRIVILEGES: tuple[tuple[str, str], ...] = (
     ("INSERT, UPDATE", "executions"),  # upserts by task_id; feedback updates user_rating
+    ("INSERT, UPDATE", "execution_keys"),  # the upsert locks its keys (revision 0011)
     ("INSERT", "feedback"),
     ("INSERT", "telemetry_dead_letters"),
     ("INSERT", "view_refresh_log"),  # the refresh routine's log, and failures logged by it
@@ -146,6 +149,11 @@ async def _grant_writes(
                 connection, report, f"GRANT {privileges} ON TABLE %I.%I TO %I", schema, table, role
             )
     await _run(connection, report, f"GRANT EXECUTE ON FUNCTION {function} TO %I", schema, role)
+    if await _has_function(connection, schema, CREATE_FUNCTION):  # the refresher's tick
+        partitions = f"%I.{CREATE_FUNCTION}(integer, text)"
+        await _run(
+            connection, report, f"GRANT EXECUTE ON FUNCTION {partitions} TO %I", schema, role
+        )
     version = int(await connection.fetchval("SELECT current_setting('server_version_num')"))
     if version >= MAINTAIN_MIN_SERVER_VERSION:
         for view in VIEW_NAMES:
@@ -157,6 +165,16 @@ async def _grant_writes(
             "PostgreSQL < 17 has no MAINTAIN privilege: only the views' owner can refresh "
             "them, so run the refresher (orb-learning refresh) with the owner's DSN"
         )
+
+
+async def _has_function(connection: asyncpg.Connection, schema: str, name: str) -> bool:
+    found = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = $1 AND p.proname = $2)",
+        schema,
+        name,
+    )
+    return bool(found)
 
 
 def check_role_name(role: str) -> None:

@@ -66,12 +66,18 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 executions = Table(
     "executions",
     metadata,
-    Column("task_id", Uuid, primary_key=True, comment="Task identifier (UUID), the upsert key"),
+    Column(
+        "task_id",
+        Uuid,
+        primary_key=True,
+        comment="Task identifier (UUID), the upsert key: unique across the partitions "
+        "(execution_keys)",
+    ),
     Column(
         "timestamp",
         DateTime(timezone=True),
-        nullable=False,
-        comment="When the task ran (timestamptz, UTC in the API)",
+        primary_key=True,
+        comment="When the task ran (timestamptz, UTC in the API); the partition key",
     ),
     Column("task_type", Text, nullable=False, comment="Kind of task: refactor, test, review..."),
     Column("task_description", Text, nullable=False, comment="The task in natural language"),
@@ -153,8 +159,10 @@ executions = Table(
     CheckConstraint(KEYS_LENGTH, name="keys_length"),
     comment=(
         "One row per task execution routed by the orchestrator: what the task was, which "
-        "tier and pool ran it, and how it went. Written by orb-learning (upsert by task_id)."
+        "tier and pool ran it, and how it went. Written by orb-learning (upsert by task_id). "
+        "Range-partitioned by timestamp (revision 0011, orb_learning_create_partitions())."
     ),
+    postgresql_partition_by='RANGE ("timestamp")',
 )
 
 Index(
@@ -194,6 +202,22 @@ Index(  # on the half-precision column (revision 0008; 0006 built it on a cast)
     postgresql_with={"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
     postgresql_ops={"embedding": "halfvec_cosine_ops"},
 )
+
+execution_keys = Table(  # revision 0011
+    "execution_keys",
+    metadata,
+    Column("task_id", Uuid, primary_key=True, comment="A task_id stored in executions"),
+    Column(
+        "timestamp",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="Its execution's timestamp: the partition holding it",
+    ),
+    comment="One row per execution: keeps task_id unique across the partitions of executions "
+    "(a partitioned table's keys must include the partition key), kept by the statement "
+    "triggers of executions; feedback references it.",
+)
+Index("idx_execution_keys_timestamp", execution_keys.c.timestamp)
 
 view_watermarks = Table(
     "view_watermarks",
@@ -265,7 +289,7 @@ feedback = Table(
     Column(
         "task_id",
         Uuid,
-        ForeignKey("executions.task_id", ondelete="CASCADE"),
+        ForeignKey("execution_keys.task_id", ondelete="CASCADE"),
         nullable=False,
         comment="The execution rated; feedback goes with it when it is deleted",
     ),

@@ -174,7 +174,7 @@ async def test_columns_match_the_metadata(connection: asyncpg.Connection) -> Non
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = 'public.executions'::regclass AND contype = 'p'"
     )
-    assert primary == "PRIMARY KEY (task_id)"
+    assert primary == 'PRIMARY KEY (task_id, "timestamp")'  # task_id alone: execution_keys
 
 
 async def test_indexes_are_the_seed_ones_plus_hnsw(connection: asyncpg.Connection) -> None:

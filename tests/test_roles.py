@@ -44,6 +44,7 @@ REFRESH = "orb_learning_refresh_views(interval, interval, boolean)"
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 WRITER_EXTRA = {
     "executions": {"INSERT", "UPDATE"},
+    "execution_keys": {"INSERT", "UPDATE"},
     "feedback": {"INSERT"},
     "telemetry_dead_letters": {"INSERT"},
     "view_refresh_log": {"INSERT"},

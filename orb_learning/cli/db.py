@@ -32,6 +32,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     vacuum.add_argument(
         "--rebuild-index", action="store_true", help="REINDEX the HNSW index CONCURRENTLY first"
     )
+    partitions = actions.add_parser(
+        "partitions",
+        help="create the time partitions missing and list them",
+        description="Create the partitions of executions for the current period and AHEAD "
+        "more, and for every period with rows in the default partition (moving them), then "
+        "list the partitions. The refresher does this on every tick.",
+    )
+    partitions.add_argument(
+        "--ahead", type=int, default=3, help="periods to create ahead of the current one"
+    )
+    partitions.add_argument(
+        "--every",
+        choices=("day", "week", "month"),
+        default=None,
+        help="the period of new partitions from now on (default: the newest partition's)",
+    )
+    add_json_flag(partitions)
     reset = actions.add_parser("reset", help="drop everything and migrate again (asks first)")
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.set_defaults(handler=run)
@@ -60,7 +77,45 @@ async def run(args: argparse.Namespace) -> int:
         return await _reset(args, dsn)
     elif action == "vacuum":
         await _vacuum(args, dsn)
+    elif action == "partitions":
+        await _partitions(args, dsn)
     return 0
+
+
+async def _partitions(args: argparse.Namespace, dsn: str) -> None:
+    import asyncpg
+
+    from ..partitions import create_partitions, list_partitions
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        created = await create_partitions(connection, ahead=args.ahead, every=args.every)
+        listed = await list_partitions(connection)
+    finally:
+        await connection.close()
+    if args.json:
+        show_json(
+            {"created": [c.to_dict() for c in created], "partitions": [p.to_dict() for p in listed]}
+        )
+        return
+    for item in created:
+        moved = (
+            f", {item.moved_rows} rows moved from the default partition" if item.moved_rows else ""
+        )
+        print(
+            f"created {item.name} [{item.range_start:%Y-%m-%d}, {item.range_end:%Y-%m-%d}){moved}"
+        )
+    rows = [
+        {
+            "partition": p.name,
+            "from": "" if p.range_start is None else f"{p.range_start:%Y-%m-%d}",
+            "to": "" if p.range_end is None else f"{p.range_end:%Y-%m-%d}",
+            "period": p.period or ("default" if p.is_default else "clipped"),
+            "rows (estimate)": p.rows_estimate,
+        }
+        for p in listed
+    ]
+    show(args, rows, ["partition", "from", "to", "period", "rows (estimate)"])
 
 
 async def _vacuum(args: argparse.Namespace, dsn: str) -> None:

@@ -174,9 +174,12 @@ SELECT (SELECT count(*) FROM executions) AS executions,
        (SELECT count(*) FROM telemetry_dead_letters) AS dead_letters,
        (SELECT min("timestamp") FROM executions) AS first_execution,
        (SELECT max("timestamp") FROM executions) AS last_execution,
-       pg_table_size('executions') AS table_bytes,
-       pg_indexes_size('executions') AS index_bytes,
-       pg_total_relation_size('executions') AS total_bytes,
+       (SELECT sum(pg_table_size(relid)) FROM pg_partition_tree('executions') WHERE isleaf)
+           AS table_bytes,  -- the partitions' (the parent holds no rows)
+       (SELECT sum(pg_indexes_size(relid)) FROM pg_partition_tree('executions') WHERE isleaf)
+           AS index_bytes,
+       (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('executions')
+        WHERE isleaf) AS total_bytes,
        pg_database_size(current_database()) AS database_bytes"""
 
 

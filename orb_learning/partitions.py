@@ -1,0 +1,86 @@
+"""The time partitions of ``executions`` (revision 0011), from Python.
+
+``executions`` is partitioned by ``timestamp``, a month per partition by default, with a
+default partition so that no insert ever fails for want of one. :func:`create_partitions`
+calls ``orb_learning_create_partitions()`` (the migration, the refresher's tick and
+``orb-learning db partitions`` all go through it): it creates the partitions of the
+current period and ``ahead`` more, and of every period with rows in the default partition,
+moving those rows into them. :func:`list_partitions` reads ``orb_learning_partitions()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from . import _arguments as arguments
+from ._partition_routines import CREATE_FUNCTION, DEFAULT_AHEAD, LIST_FUNCTION, PERIODS
+from .errors import ArgumentError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+MAX_AHEAD = 120
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition: its name, its range [start, end) (None for the default one), its
+    period (month, week, day; None when clipped) and the planner's row estimate."""
+
+    name: str
+    range_start: datetime | None
+    range_end: datetime | None
+    period: str | None
+    rows_estimate: int
+    is_default: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CreatedPartition:
+    """A partition created, and the rows moved into it from the default partition."""
+
+    name: str
+    range_start: datetime
+    range_end: datetime
+    moved_rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def create_partitions(
+    connection: asyncpg.Connection, *, ahead: int = DEFAULT_AHEAD, every: str | None = None
+) -> list[CreatedPartition]:
+    """Create the partitions missing (see the module doc); ``every`` changes the period
+    from now on (day, week or month; by default the newest partition's)."""
+    arguments.integer("ahead", ahead, minimum=0, maximum=MAX_AHEAD)
+    if every is not None and every not in PERIODS:
+        raise ArgumentError(f"every must be one of {', '.join(PERIODS)}, not {every!r}")
+    rows = await connection.fetch(
+        f"SELECT * FROM {CREATE_FUNCTION}($1::integer, $2::text)", ahead, every
+    )
+    return [
+        CreatedPartition(r["partition_name"], r["range_start"], r["range_end"], r["moved_rows"])
+        for r in rows
+    ]
+
+
+async def list_partitions(connection: asyncpg.Connection) -> list[Partition]:
+    """Every partition of ``executions``, oldest first, the default one last."""
+    rows = await connection.fetch(f"SELECT * FROM {LIST_FUNCTION}()")
+    return [
+        Partition(
+            r["partition_name"],
+            r["range_start"],
+            r["range_end"],
+            r["period"],
+            r["rows_estimate"],
+            r["is_default"],
+        )
+        for r in rows
+    ]

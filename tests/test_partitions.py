@@ -1,0 +1,213 @@
+"""Time partitions (revision 0011): task_id stays unique across partitions, under concurrency
+and whoever writes; the default partition catches what no partition covers and
+``create_partitions`` moves it out; searches across partitions answer the global top k."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import numpy as np
+import pytest
+
+from orb_learning import FeedbackRecord, LearningDatabase, _search as search
+from orb_learning.errors import ArgumentError
+from orb_learning.partitions import create_partitions, list_partitions
+from tests.test_store import make_record, unit_vectors
+
+NOW = datetime.now(UTC)
+
+
+async def where(connection: asyncpg.Connection, task_id: uuid.UUID) -> list[tuple[str, datetime]]:
+    rows = await connection.fetch(
+        'SELECT tableoid::regclass::text AS part, "timestamp" FROM executions WHERE task_id = $1',
+        task_id,
+    )
+    return [(r["part"], r["timestamp"]) for r in rows]
+
+
+async def test_a_retry_with_another_timestamp_moves_the_one_row_and_keeps_its_feedback(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    task_id = uuid.uuid4()
+    vector = unit_vectors(1)[0]
+    await db.store_execution(make_record(task_id=task_id, timestamp=NOW), embedding=vector)
+    await db.store_feedback(FeedbackRecord(task_id=task_id, feedback_type="rating", rating=2))
+    earlier = NOW - timedelta(days=62)
+    await db.store_executions(
+        [make_record(task_id=task_id, timestamp=earlier)], embeddings=[vector]
+    )
+    [(part, stamp)] = await where(connection, task_id)
+    assert (part, stamp) == ("executions_default", earlier)  # no partition that far back yet
+    key = await connection.fetchval(
+        'SELECT "timestamp" FROM execution_keys WHERE task_id = $1', task_id
+    )
+    assert key == earlier
+    assert await connection.fetchval("SELECT count(*) FROM feedback WHERE task_id = $1", task_id)
+    assert await connection.fetchval(
+        "SELECT user_rating FROM executions WHERE task_id = $1", task_id
+    ) == 2  # fmt: skip
+
+
+async def test_concurrent_writers_of_one_task_id_store_it_once(
+    database_url: str, embedder: object
+) -> None:
+    """Twelve writers, each its own connection, the same task_ids with twelve timestamps
+    spread over a year (so over many partitions and the default one)."""
+    ids = [uuid.uuid4() for _ in range(20)]
+    vectors = unit_vectors(20, seed=3)
+    writers = [LearningDatabase(database_url, embedder=embedder) for _ in range(4)]
+    try:
+        for writer in writers:
+            await writer.initialize()
+
+        async def write(round_number: int) -> None:
+            stamp = NOW - timedelta(days=31 * round_number)
+            records = [make_record(task_id=i, timestamp=stamp) for i in ids]
+            await writers[round_number % 4].store_executions(records, embeddings=vectors)
+
+        await asyncio.gather(*(write(n) for n in range(12)))
+    finally:
+        for writer in writers:
+            await writer.close()
+    connection = await asyncpg.connect(database_url)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM executions") == 20
+        assert await connection.fetchval("SELECT count(DISTINCT task_id) FROM executions") == 20
+        mismatched = await connection.fetchval(
+            "SELECT count(*) FROM executions e JOIN execution_keys k USING (task_id) "
+            'WHERE k."timestamp" <> e."timestamp"'
+        )
+        assert mismatched == 0
+        assert await connection.fetchval("SELECT count(*) FROM execution_keys") == 20
+    finally:
+        await connection.close()
+
+
+async def test_a_plain_insert_of_a_stored_task_id_fails_and_a_delete_frees_it(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    task_id = uuid.uuid4()
+    await db.store_execution(
+        make_record(task_id=task_id, timestamp=NOW), embedding=unit_vectors(1)[0]
+    )
+    insert = (
+        'INSERT INTO executions (task_id, "timestamp", task_type, task_description, repo, '
+        "model_tier, pool_type, routing_confidence, success, duration_seconds, cost_estimate, "
+        "actual_cost) VALUES ($1, $2, 't', 'd', 'r', 'm', 'p', 0.5, true, 1, 0, 0)"
+    )
+    with pytest.raises(asyncpg.UniqueViolationError, match=f"task_id {task_id} is already stored"):
+        await connection.execute(insert, task_id, NOW - timedelta(days=40))
+    await connection.execute("DELETE FROM executions WHERE task_id = $1", task_id)
+    assert await connection.fetchval("SELECT count(*) FROM execution_keys") == 0
+    await connection.execute(insert, task_id, NOW - timedelta(days=40))
+    assert len(await where(connection, task_id)) == 1
+
+
+async def test_rows_outside_every_partition_wait_in_the_default_one_until_moved(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    old = datetime(2024, 3, 15, 12, tzinfo=UTC)
+    task_id = uuid.uuid4()
+    await db.store_execution(
+        make_record(task_id=task_id, timestamp=old), embedding=unit_vectors(1)[0]
+    )
+    assert (await where(connection, task_id))[0][0] == "executions_default"
+    created = await create_partitions(connection)
+    assert [(c.name, c.moved_rows) for c in created] == [("executions_2024_03", 1)]
+    assert (await where(connection, task_id))[0][0] == "executions_2024_03"
+    listed = {p.name: p for p in await list_partitions(connection)}
+    assert listed["executions_2024_03"].range_start == datetime(2024, 3, 1, tzinfo=UTC)
+    assert listed["executions_2024_03"].period == "month"
+    assert listed["executions_default"].is_default
+    assert f"executions_{NOW:%Y_%m}" in listed  # the migration's: this month and three ahead
+    indexes = await connection.fetch(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'executions_2024_03'"
+    )
+    assert "idx_executions_embedding_hnsw_2024_03" in {r[0] for r in indexes}
+    assert await create_partitions(connection) == []  # nothing left to do
+    weekly = await create_partitions(connection, every="week", ahead=0)
+    assert weekly == []  # this week lies in this month's partition: never an overlap
+    with pytest.raises(ArgumentError, match="every must be one of day, week, month"):
+        await create_partitions(connection, every="year")
+    with pytest.raises(ArgumentError, match="ahead"):
+        await create_partitions(connection, ahead=-1)
+
+
+async def test_a_search_across_partitions_is_the_global_top_k_and_prunes_by_window(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    vectors = unit_vectors(3_000, seed=5)
+    records = [
+        make_record(timestamp=NOW - timedelta(days=(n % 150), minutes=n)) for n in range(3_000)
+    ]
+    await db.store_executions(records, embeddings=vectors)
+    await create_partitions(connection)  # the older months, out of the default partition
+    await connection.execute("ANALYZE executions")
+    query = unit_vectors(1, seed=99)[0]
+    stored = vectors.astype(np.float16).astype(np.float32)
+    stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+    ages = np.array([(NOW - r.timestamp).total_seconds() / 86_400 for r in records])
+    for days_back in (7, 30, 90, None):
+        inside = np.ones(len(records), bool) if days_back is None else ages < days_back - 0.01
+        best = np.argsort(-(stored[inside] @ query))[:10]
+        expected = {records[i].task_id for i in np.flatnonzero(inside)[best]}
+        for exact_max in (0, 10**9):  # the HNSW path, then the exact path
+            tuning = search.SearchTuning(exact_search_max_rows=exact_max)
+            rows = await search.find_similar(
+                connection, query, repo=None, limit=10, days_back=days_back, threshold=-1.0,
+                tuning=tuning, estimates=search.PlannerEstimates(),
+            )  # fmt: skip
+            found = {r["task_id"] for r in rows}
+            assert len(found & expected) >= 9, (days_back, exact_max)
+            similarities = [r["similarity"] for r in rows]
+            assert similarities == sorted(similarities, reverse=True)
+    plan = "\n".join(
+        r[0]
+        for r in await connection.fetch(
+            "EXPLAIN SELECT task_id FROM executions "
+            'WHERE "timestamp" >= now() - make_interval(hours => 24 * 7)'
+        )
+    )
+    assert f"executions_{NOW:%Y_%m}" in plan
+    old_month = NOW - timedelta(days=120)
+    assert f"executions_{old_month:%Y_%m}" not in plan  # pruned
+
+
+async def test_retention_drops_whole_months_and_deletes_the_edge_row_by_row(
+    db: LearningDatabase, connection: asyncpg.Connection, tmp_path: object
+) -> None:
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from orb_learning.retention import Retention
+
+    vectors = unit_vectors(300, seed=7)
+    records = [make_record(timestamp=NOW - timedelta(days=n % 150, hours=1)) for n in range(300)]
+    await db.store_executions(records, embeddings=vectors)
+    await create_partitions(connection)
+    old = next(r for r in records if r.timestamp < NOW - timedelta(days=100))
+    await db.store_feedback(FeedbackRecord(task_id=old.task_id, feedback_type="rating", rating=5))
+    retention = Retention(db, days_to_keep=100, archive_path=tmp_path)
+    planned = await retention.plan()
+    result = await retention.run()
+    assert result.partitions_dropped == planned.partitions_dropped
+    assert result.partitions_dropped  # at least one month wholly before the cutoff
+    gone = [r for r in records if r.timestamp < retention.cutoff]
+    assert result.deleted_count == len(gone) == result.archived_count
+    assert 0 < result.partition_rows < len(gone)  # the edge month went row by row
+    assert result.feedback_deleted == 1
+    left = await connection.fetchval("SELECT count(*) FROM executions")
+    assert left == len(records) - len(gone)
+    assert await connection.fetchval("SELECT count(*) FROM execution_keys") == left
+    assert await connection.fetchval("SELECT count(*) FROM feedback") == 0
+    names = {p.name for p in await list_partitions(connection)}
+    assert not names & set(result.partitions_dropped)
+    archived = sum(pq.read_table(f).num_rows for f in result.archive_files)
+    assert archived == len(gone)
+    dirty = await connection.fetch("SELECT view_name FROM view_history_dirty")
+    assert dirty or not await connection.fetchval(
+        "SELECT count(*) FROM view_watermarks WHERE watermark > $1", retention.cutoff
+    )
