@@ -208,9 +208,11 @@ def _free_names(bind: Connection) -> None:
     _ddl(bind, FREE_NAMES)
 
 
-def copy_batches(bind: Connection, *, batch_rows: int = BATCH_ROWS, commit: bool) -> int:
-    """Copy the rows not yet in the shadow, ``batch_rows`` at a time in task_id order
-    (each batch committed when ``commit``); return how many were copied."""
+def copy_batches(bind: Connection) -> int:
+    """Copy the rows not yet in the shadow, :data:`BATCH_ROWS` at a time in task_id order,
+    one statement each (committed by itself in the migration's autocommit block); return
+    how many were copied."""
+    batch_rows = BATCH_ROWS
     total = row_count(bind)
     after = bind.execute(
         text(f"SELECT task_id FROM {SHADOW} ORDER BY task_id DESC LIMIT 1")
@@ -234,8 +236,6 @@ def copy_batches(bind: Connection, *, batch_rows: int = BATCH_ROWS, commit: bool
         if not count:
             return copied
         copied += count
-        if commit:
-            bind.commit()
         shown = min(done + copied, max(total, 1))
         logger.info(
             "executions -> partitions: %s of %s rows copied (%.0f%%)",
@@ -245,7 +245,7 @@ def copy_batches(bind: Connection, *, batch_rows: int = BATCH_ROWS, commit: bool
         )
 
 
-def build_indexes(bind: Connection, *, commit: bool) -> None:
+def build_indexes(bind: Connection) -> None:
     """The shadow's primary key and indexes (each built per partition by PostgreSQL; an
     index a resumed run finds built is kept)."""
     steps = [
@@ -258,8 +258,6 @@ def build_indexes(bind: Connection, *, commit: bool) -> None:
         logger.info("executions -> partitions: index %d of %d", number, len(steps))
         _ddl(bind, MEMORY)
         _ddl(bind, statement)
-        if commit:
-            bind.commit()
     _ddl(bind, "RESET maintenance_work_mem")
 
 

@@ -211,3 +211,90 @@ async def test_retention_drops_whole_months_and_deletes_the_edge_row_by_row(
     assert dirty or not await connection.fetchval(
         "SELECT count(*) FROM view_watermarks WHERE watermark > $1", retention.cutoff
     )
+
+
+async def test_an_existing_table_is_converted_in_batches_and_the_downgrade_restores_it(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Revision 0010 with rows and feedback, then 0011 in batches of 7 (the batched,
+    committed path of a large table), then back to 0010."""
+    from orb_learning import _partition_convert as convert, migrations
+
+    url = empty_database_url
+    await migrations.upgrade(url, "0010")
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(
+            'INSERT INTO executions (task_id, "timestamp", task_type, task_description, repo, '
+            "model_tier, pool_type, routing_confidence, success, duration_seconds, "
+            "cost_estimate, actual_cost) SELECT gen_random_uuid(), "
+            "now() - make_interval(days => 9 * g), 't', 'd', 'r', 'm', 'p', 0.5, true, 1, 0, 0 "
+            "FROM generate_series(0, 39) g"
+        )
+        rated = await connection.fetchval("SELECT task_id FROM executions LIMIT 1")
+        await connection.execute(
+            'INSERT INTO feedback (feedback_id, task_id, "timestamp", feedback_type, rating) '
+            "VALUES (gen_random_uuid(), $1, now(), 'rating', 4)",
+            rated,
+        )
+        monkeypatch.setattr(convert, "BATCH_ROWS", 7)
+        await migrations.upgrade(url)
+        assert await connection.fetchval(
+            "SELECT relkind::text FROM pg_class WHERE oid = 'executions'::regclass"
+        ) == "p"  # fmt: skip
+        assert await connection.fetchval("SELECT count(*) FROM executions") == 40
+        assert await connection.fetchval("SELECT count(*) FROM execution_keys") == 40
+        assert await connection.fetchval("SELECT count(*) FROM feedback") == 1
+        months = {p.name for p in await list_partitions(connection) if not p.is_default}
+        oldest = NOW - timedelta(days=9 * 39)
+        assert f"executions_{oldest:%Y_%m}" in months and len(months) >= 12
+        assert await connection.fetchval(
+            "SELECT count(*) FROM ONLY executions_default"
+        ) == 0  # fmt: skip
+        assert await connection.fetchval("SELECT to_regclass('executions_partitioned')") is None
+        await connection.execute("DELETE FROM executions WHERE task_id = $1", rated)
+        assert await connection.fetchval("SELECT count(*) FROM feedback") == 0  # cascaded
+
+        await migrations.downgrade(url, "0010")
+        assert await connection.fetchval(
+            "SELECT relkind::text FROM pg_class WHERE oid = 'executions'::regclass"
+        ) == "r"  # fmt: skip
+        assert await connection.fetchval("SELECT count(*) FROM executions") == 39
+        assert await connection.fetchval("SELECT to_regclass('execution_keys')") is None
+        await migrations.upgrade(url)  # and up again, in one transaction (39 > 7: batches)
+        assert await connection.fetchval("SELECT count(*) FROM execution_keys") == 39
+    finally:
+        await connection.close()
+
+
+def test_the_partitions_command_creates_moves_and_lists(database_url: str) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    async def insert_old() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(
+                'INSERT INTO executions (task_id, "timestamp", task_type, task_description, '
+                "repo, model_tier, pool_type, routing_confidence, success, duration_seconds, "
+                "cost_estimate, actual_cost) VALUES (gen_random_uuid(), '2023-05-02', 't', "
+                "'d', 'r', 'm', 'p', 0.5, true, 1, 0, 0)"
+            )
+        finally:
+            await connection.close()
+
+    asyncio.run(insert_old())
+    command = [sys.executable, "-m", "orb_learning.cli", "--dsn", database_url, "db", "partitions"]
+    env = {k: v for k, v in os.environ.items() if k != "ORB_LEARNING_DATABASE_URL"}
+    first = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    shown = json.loads(first.stdout)
+    assert [(c["name"], c["moved_rows"]) for c in shown["created"]] == [("executions_2023_05", 1)]
+    assert "executions_2023_05" in {p["name"] for p in shown["partitions"]}
+    second = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert second.returncode == 0 and "created" not in second.stdout, second.stderr
+    assert "executions_2023_05" in second.stdout and "default" in second.stdout
+    bad = subprocess.run([*command, "--ahead", "-1"], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "ahead" in bad.stderr and "Traceback" not in bad.stderr

@@ -65,15 +65,15 @@ def upgrade() -> None:
     else:
         with op.get_context().autocommit_block():
             convert.prepare(bind)
-            convert.copy_batches(bind, commit=True)
-            convert.build_indexes(bind, commit=True)
+            convert.copy_batches(bind)
+            convert.build_indexes(bind)
     convert.swap(bind)
 
 
 def _convert_in_one_transaction(bind: Connection) -> None:
     convert.prepare(bind)
     convert.copy_all(bind)
-    convert.build_indexes(bind, commit=False)
+    convert.build_indexes(bind)
 
 
 def downgrade() -> None:
