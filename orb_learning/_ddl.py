@@ -44,3 +44,28 @@ class MaterializedView:
 def literal(text: str) -> str:
     """Quote a constant of this module as an SQL string literal (DDL takes no parameters)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+_TRANSITIONS = {
+    "INSERT": "REFERENCING NEW TABLE AS new_rows ",
+    "UPDATE": "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows ",
+    "DELETE": "REFERENCING OLD TABLE AS old_rows ",
+    "TRUNCATE": "",
+}
+
+
+def statement_triggers(
+    prefix: str,
+    function: str,
+    *,
+    events: tuple[str, ...] = ("INSERT", "UPDATE", "DELETE", "TRUNCATE"),
+    create: str = "CREATE TRIGGER",
+) -> tuple[str, ...]:
+    """AFTER ... FOR EACH STATEMENT triggers of ``executions``, one per event, named
+    ``<prefix>_<event>``, each with its statement's transition tables (``new_rows``,
+    ``old_rows``)."""
+    return tuple(
+        f"{create} {prefix}_{event.lower()} AFTER {event} ON executions "
+        f"{_TRANSITIONS[event]}FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        for event in events
+    )

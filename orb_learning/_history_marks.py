@@ -18,6 +18,8 @@ and EXECUTE revoked from PUBLIC (a trigger function is never called directly). R
 
 from __future__ import annotations
 
+from ._ddl import statement_triggers
+
 HISTORY_DIRTY_TABLE = "view_history_dirty"
 MARK_FUNCTION = "orb_learning_mark_history_dirty"
 CREATE_HISTORY_DIRTY = f"""\
@@ -106,16 +108,7 @@ MARK_HISTORY_DIRTY_V1_COMMENT = (
     "stamped before a seal, records the oldest such timestamp in view_history_dirty, so "
     "that the next refresh rebuilds that history.'"
 )
-HISTORY_TRIGGERS_V1 = tuple(
-    f"CREATE TRIGGER orb_learning_history_{event.lower()} AFTER {event} ON executions "
-    f"{referencing}FOR EACH STATEMENT EXECUTE FUNCTION {MARK_FUNCTION}()"
-    for event, referencing in (
-        ("INSERT", "REFERENCING NEW TABLE AS new_rows "),
-        ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "),
-        ("DELETE", "REFERENCING OLD TABLE AS old_rows "),
-        ("TRUNCATE", ""),
-    )
-)
+HISTORY_TRIGGERS_V1 = statement_triggers("orb_learning_history", MARK_FUNCTION)
 DROP_HISTORY_TRIGGERS_V1 = tuple(
     f"DROP TRIGGER IF EXISTS orb_learning_history_{event} ON executions"
     for event in ("insert", "update", "delete", "truncate")

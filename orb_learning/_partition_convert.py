@@ -26,7 +26,7 @@ from . import (
     _partition_routines as routines,
     _route_log as route_log,
 )
-from ._ddl import MaterializedView
+from ._ddl import MaterializedView, statement_triggers
 from ._sealed import SEALED_VIEWS, SealedView
 
 logger = logging.getLogger("alembic.orb_learning.partitions")
@@ -148,14 +148,11 @@ BEGIN
     RETURN NULL;
 END
 $function$"""
-_CHANGE_TRIGGERS = tuple(
-    f"CREATE OR REPLACE TRIGGER orb_learning_conversion_{event.lower()} AFTER {event} "
-    f"ON executions {referencing}FOR EACH STATEMENT EXECUTE FUNCTION {CHANGES_FUNCTION}()"
-    for event, referencing in (
-        ("INSERT", "REFERENCING NEW TABLE AS new_rows "),
-        ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "),
-        ("DELETE", "REFERENCING OLD TABLE AS old_rows "),
-    )
+_CHANGE_TRIGGERS = statement_triggers(
+    "orb_learning_conversion",
+    CHANGES_FUNCTION,
+    events=("INSERT", "UPDATE", "DELETE"),
+    create="CREATE OR REPLACE TRIGGER",
 )
 
 

@@ -27,6 +27,7 @@ refresher roles own no table) and pinned the same way (:data:`PINNED_SEARCH_PATH
 
 from __future__ import annotations
 
+from ._ddl import statement_triggers
 from ._history_marks import PINNED_SEARCH_PATH
 
 PARTITION_LOCK_KEY = 1869770352
@@ -84,16 +85,7 @@ TRACK_TASK_IDS_V1_COMMENT = (
     "keeps execution_keys (task_id unique across the partitions) in step with the rows.'"
 )
 REVOKE_TRACK_FROM_PUBLIC = f"REVOKE EXECUTE ON FUNCTION %1$I.{TRACK_FUNCTION}() FROM PUBLIC"
-KEY_TRIGGERS_V1 = tuple(
-    f"CREATE TRIGGER orb_learning_keys_{event.lower()} AFTER {event} ON executions "
-    f"{referencing}FOR EACH STATEMENT EXECUTE FUNCTION {TRACK_FUNCTION}()"
-    for event, referencing in (
-        ("INSERT", "REFERENCING NEW TABLE AS new_rows "),
-        ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "),
-        ("DELETE", "REFERENCING OLD TABLE AS old_rows "),
-        ("TRUNCATE", ""),
-    )
-)
+KEY_TRIGGERS_V1 = statement_triggers("orb_learning_keys", TRACK_FUNCTION)
 DROP_TRACK_FUNCTION_V1 = f"DROP FUNCTION IF EXISTS {TRACK_FUNCTION}()"
 
 # A partition's indexes are named after the parent's, with the partition's suffix

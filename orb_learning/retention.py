@@ -38,8 +38,8 @@ import importlib.util
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -206,14 +206,11 @@ class Retention:
         import asyncpg
 
         for attempt in range(1, partitions.ATTEMPTS + 1):
-            pending: list[Path] = []
-            try:
+            try:  # a failed attempt has removed its pending files
                 async with self.db.connection() as connection:
                     rows, feedback, pending = await self._archive_and_drop(connection, partition)
                 break
             except asyncpg.LockNotAvailableError:
-                for path in pending:
-                    path.unlink(missing_ok=True)
                 if attempt == partitions.ATTEMPTS:
                     raise DatabaseError(
                         f"retention could not detach {partition.name}: a lock on executions "
@@ -238,12 +235,8 @@ class Retention:
     async def _archive_and_drop(
         self, connection: asyncpg.Connection, partition: partitions.WholePartition
     ) -> tuple[int, int, list[Path]]:
-        pending: list[Path] = []
         rows = 0
-        transaction = connection.transaction()
-        await transaction.start()
-        try:
-            xid = await connection.fetchval("SELECT pg_current_xact_id()::text")
+        async with archiving_transaction(connection) as (xid, pending):
             await connection.execute(
                 f"DECLARE orb_retention CURSOR FOR {partitions.select_rows(partition)}"
             )
@@ -256,43 +249,26 @@ class Retention:
             await connection.execute("CLOSE orb_retention")  # DROP TABLE refuses an open one
             feedback = await partitions.drop(connection, partition)
             await self.before_commit(0)
-        except BaseException:
-            with suppress(Exception):
-                await transaction.rollback()
-            for path in pending:
-                path.unlink(missing_ok=True)
-            raise
-        await transaction.commit()
         return rows, feedback, pending
 
     async def _batch(self, number: int, result: RetentionResult) -> bool:
         """One batch; False when no row is left before the cutoff."""
-        pending: list[Path] = []
-        async with self.db.connection() as connection:
-            transaction = connection.transaction()
-            await transaction.start()
-            try:
-                xid = await connection.fetchval("SELECT pg_current_xact_id()::text")
-                rows = await connection.fetch(SELECT_BATCH, self.cutoff, self.batch_size)
-                if not rows:
-                    await transaction.rollback()
-                    return False
-                ids = [row["task_id"] for row in rows]
-                self._touched.update(row["partition"] for row in rows)
-                if self.archive is not None:
-                    pending = await archive_batch(self.archive, rows, xid)
-                feedback = await connection.fetchval(COUNT_FEEDBACK, ids)
-                deleted = int((await connection.execute(DELETE_BATCH, ids)).split()[-1])
-                if deleted != len(rows):
-                    raise DatabaseError(f"deleted {deleted} of {len(rows)} locked rows")
-                await self.before_commit(number)
-            except BaseException:
-                with suppress(Exception):
-                    await transaction.rollback()
-                for path in pending:
-                    path.unlink(missing_ok=True)
-                raise
-            await transaction.commit()  # if this fails, the pending files wait to be settled
+        async with (
+            self.db.connection() as connection,
+            archiving_transaction(connection) as (xid, pending),
+        ):
+            rows = await connection.fetch(SELECT_BATCH, self.cutoff, self.batch_size)
+            if not rows:
+                return False
+            ids = [row["task_id"] for row in rows]
+            self._touched.update(row["partition"] for row in rows)
+            if self.archive is not None:
+                pending += await archive_batch(self.archive, rows, xid)
+            feedback = await connection.fetchval(COUNT_FEEDBACK, ids)
+            deleted = int((await connection.execute(DELETE_BATCH, ids)).split()[-1])
+            if deleted != len(rows):
+                raise DatabaseError(f"deleted {deleted} of {len(rows)} locked rows")
+            await self.before_commit(number)
         await self.before_publish(number)
         for path in pending:
             result.archive_files.append(str(await asyncio.to_thread(publish, path)))
@@ -325,6 +301,27 @@ class Retention:
                 else:
                     path.unlink(missing_ok=True)
                     result.discarded_pending += 1
+
+
+@asynccontextmanager
+async def archiving_transaction(
+    connection: asyncpg.Connection,
+) -> AsyncIterator[tuple[str, list[Path]]]:
+    """A transaction and the pending archive files written in it (named by its id): a
+    failure rolls it back and removes them; if the COMMIT itself fails, they wait to be
+    settled by the next run (see the module doc)."""
+    pending: list[Path] = []
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        yield await connection.fetchval("SELECT pg_current_xact_id()::text"), pending
+    except BaseException:
+        with suppress(Exception):
+            await transaction.rollback()
+        for path in pending:
+            path.unlink(missing_ok=True)
+        raise
+    await transaction.commit()
 
 
 async def cleanup_old_executions(
