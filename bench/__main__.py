@@ -28,6 +28,7 @@ from bench import (
     analytics,
     data,
     embeddings,
+    partitions,
     results,
     routing,
     search,
@@ -37,7 +38,8 @@ from bench import (
 )
 from bench.timing import LoadSampler, Reference, log
 
-PARTS = ("search", "analytics", "routing", "embeddings", "telemetry")
+PARTS = ("search", "analytics", "routing", "partitions", "embeddings", "telemetry")
+LEVEL_PARTS = {"search", "analytics", "routing", "partitions"}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -84,7 +86,7 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 p = telemetry.QUICK if quick else telemetry.Parameters()
                 parts["telemetry"] = await part("telemetry", telemetry.measure(url, reference, p))
                 results.write(out, args.out)
-            for rows in args.rows if {"search", "analytics", "routing"} & set(args.only) else []:
+            for rows in args.rows if LEVEL_PARTS & set(args.only) else []:
                 await level(url, rows, args, reference, parts, part)
                 results.write(out, args.out)
             if "routing" in args.only:
@@ -127,6 +129,10 @@ async def level(
             p = routing.QUICK if args.quick else routing.Parameters()
             figures = await part("routing", routing.latency(loaded, reference, p))
             parts.setdefault("routing", {}).setdefault("latency", []).append(figures)
+        p_partitions = partitions.QUICK if args.quick else partitions.Parameters()
+        if "partitions" in args.only and rows >= p_partitions.min_rows:  # last: it deletes
+            measured = partitions.measure(loaded, url, reference, p_partitions)
+            parts.setdefault("partitions", []).append(await part("partitions", measured))
 
 
 def main(argv: list[str] | None = None) -> int:

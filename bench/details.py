@@ -379,6 +379,11 @@ def sections(results: dict[str, Any]) -> list[str]:
 
         latency = [_routing_latency(level) for level in parts["routing"].get("latency", [])]
         out.append(("## Route recommendations", latency + routing_tables(parts["routing"])))
+    if parts.get("partitions"):
+        from .partitions_report import table as partitions_table
+
+        tables = [partitions_table(level) for level in parts["partitions"]]
+        out.append(("## Time partitions against one table", tables))
     if "embeddings" in parts:
         out.append(("## Embeddings", [_embeddings(parts["embeddings"])]))
     if "telemetry" in parts:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import details
+from . import details, partitions_report
 from .results import BENCH_DIR, read
 from .tables import Table, count, ms, ratio, recall
 from .timing import REFERENCE_SQL
@@ -263,6 +263,11 @@ def _routing_quality(quality: dict[str, Any]) -> Iterator[Row]:
             )
 
 
+def _partitions(level: dict[str, Any]) -> Iterator[Row]:
+    for figure, text, key, reference in partitions_report.lines(level):
+        yield Row("partitions", figure, level["rows"], text, key, reference)
+
+
 def rows(results: dict[str, Any]) -> list[Row]:
     parts = results["parts"]
     out: list[Row] = []
@@ -274,6 +279,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out += _routing_latency(level)
     if "quality" in parts.get("routing", {}):
         out += _routing_quality(parts["routing"]["quality"])
+    for level in parts.get("partitions", []):
+        out += _partitions(level)
     if "embeddings" in parts:
         out += _embeddings(parts["embeddings"])
     if "telemetry" in parts:

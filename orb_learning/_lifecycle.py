@@ -126,7 +126,8 @@ class Lifecycle:
         return self._reads.reading(replicas.consistency(consistency))
 
     async def replica_status(self) -> list[dict[str, object]]:
-        """Each read server's ``state`` and ``lag_seconds`` (see :mod:`._replicas`)."""
+        """Each read server's ``state``, ``lag_seconds`` and the primary's ``sender`` row
+        streaming to it (see :mod:`._replicas`)."""
         return await self._reads.status()
 
     def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:

@@ -1,6 +1,7 @@
 """``recommend_route``: one search, the analytics of the window, the estimates, the choice and
 the log row (see :mod:`orb_learning.routing` for the objectives and
-:mod:`._route_estimates` for the estimates).
+:mod:`._route_estimates` for the estimates). All but the log row are reads, on the
+connection the caller chose (a replica's by default); the log row is the primary's.
 
 Per call: the task's :data:`NEIGHBOURS` nearest past executions (the search of
 ``find_similar_executions``, with its filters and its exact-or-HNSW path choice, no
@@ -123,7 +124,8 @@ def request(
 
 class RouteState:
     """What recommendations keep between calls: the fitted hyperparameters and the
-    candidate pairs per filter."""
+    candidate pairs per filter. ``connect`` gives the background refits their connection:
+    they only read, so a replica's serves."""
 
     def __init__(
         self,
@@ -185,7 +187,7 @@ async def recommend(
     state: RouteState,
     rng: random.Random,
 ) -> RouteRecommendation:
-    """The recommendation for a checked request (written to the log when asked)."""
+    """The recommendation for a checked request: reads only (the log is :func:`log`)."""
     from ._route_estimates import estimate
     from ._route_prior import tier_stats
 
@@ -212,13 +214,18 @@ async def recommend(
         posteriors = estimate(candidates, neighbours, cells, task, model)
         options = [_option(candidate, posteriors[candidate]) for candidate in candidates]
         recommendation = _chosen(request, options, found, rng)
-    if request.log:
-        await route_log.record(
-            connection, recommendation, task_description=request.task_description,
-            task_type=request.task_type, repo=request.repo,
-            complexity_score=request.complexity_score, days_back=request.days_back,
-        )  # fmt: skip
     return recommendation
+
+
+async def log(
+    connection: asyncpg.Connection, recommendation: RouteRecommendation, request: RouteRequest
+) -> None:
+    """Write the recommendation to ``route_recommendations`` (on the primary)."""
+    await route_log.record(
+        connection, recommendation, task_description=request.task_description,
+        task_type=request.task_type, repo=request.repo,
+        complexity_score=request.complexity_score, days_back=request.days_back,
+    )  # fmt: skip
 
 
 def neighbour_tuning(tuning: search.SearchTuning) -> search.SearchTuning:

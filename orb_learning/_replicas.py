@@ -14,8 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _connections as connections
-from .config import DEFAULT_MAX_REPLICA_LAG
+from . import _connections as connections, _replica_senders as senders
 from .dsn import asyncpg_dsn, redact
 from .errors import ArgumentError, OrbLearningError
 
@@ -37,11 +36,6 @@ SELECT pg_is_in_recovery() AS in_recovery,
             THEN 0.0
             ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0.0)
        END::float8 AS lag_seconds
-"""
-SENDERS_SQL = """
-SELECT application_name, client_addr::text AS addr, state,
-       extract(epoch FROM replay_lag)::float8 AS replay_lag
-FROM pg_stat_replication
 """
 
 
@@ -65,11 +59,6 @@ def consistency(value: object) -> Consistency:
     if value not in ("replica", "primary"):
         raise ArgumentError(f"consistency must be 'replica' or 'primary' (got {value!r})")
     return value
-
-
-def explicit_lag(seconds: float) -> float | None:
-    """An argument differing from the default; the default lets the environment decide."""
-    return None if seconds == DEFAULT_MAX_REPLICA_LAG else float(seconds)
 
 
 class ReadRouter:
@@ -175,23 +164,44 @@ class ReadRouter:
             return await c.fetchrow(STATUS_SQL, timeout=5.0)
 
     async def status(self) -> list[dict[str, Any]]:
-        """Each read server now: ``dsn`` (password hidden), ``state``, ``lag_seconds`` and,
-        from the primary's ``pg_stat_replication``, the ``replay_lag`` it sees."""
-        seen: list[dict[str, Any]] = []
-        try:
-            async with self._primary() as connection:
-                seen = [dict(row) for row in await connection.fetch(SENDERS_SQL)]
-        except OrbLearningError as exc:  # the replicas' own view still answers
-            logger.warning("the primary did not list its WAL senders: %s", exc)
-        rows = []
+        """Each read server now: ``dsn`` (password hidden), ``state``, ``lag_seconds`` and
+        ``sender``, the primary's ``pg_stat_replication`` row streaming to it (write, flush
+        and replay lag in seconds), ``None`` when not matched (see :mod:`._replica_senders`)."""
+        streaming, primary_id = await self._senders()
+        receivers = []
         for replica in self.replicas:
             await self._check(replica)
-            rows.append(
-                {
-                    "dsn": redact(replica.dsn),
-                    "state": replica.state,
-                    "lag_seconds": replica.lag_seconds,
-                    "senders": seen,
-                }
-            )
-        return rows
+            receivers.append(await self._receiver(replica))
+        matched = senders.match(receivers, streaming, primary_id)
+        return [
+            {
+                "dsn": redact(replica.dsn),
+                "state": replica.state,
+                "lag_seconds": replica.lag_seconds,
+                "sender": sender,
+            }
+            for replica, sender in zip(self.replicas, matched, strict=True)
+        ]
+
+    async def _senders(self) -> tuple[list[dict[str, Any]], Any]:
+        """The primary's WAL senders and system identifier (none while it is away)."""
+        try:
+            async with self._primary() as connection:
+                rows = await connection.fetch(senders.SENDERS_SQL)
+                primary_id = await connection.fetchval(senders.SYSTEM_SQL)
+        except OrbLearningError as exc:  # the replicas' own view still answers
+            logger.warning("the primary did not list its WAL senders: %s", exc)
+            return [], None
+        return [dict(row) for row in rows], primary_id
+
+    async def _receiver(self, replica: Replica) -> dict[str, Any] | None:
+        """The replica's WAL receiver and identity; ``None`` when it does not answer."""
+        if replica.state in ("down", "not a replica") or replica.pool is None:
+            return None
+        try:
+            async with replica.pool.acquire(timeout=min(5.0, self._settings.command_timeout)) as c:
+                row = await c.fetchrow(senders.RECEIVER_SQL, timeout=5.0)
+        except Exception as exc:
+            self._down(replica, exc)
+            return None
+        return dict(row)

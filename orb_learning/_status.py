@@ -142,7 +142,7 @@ async def database_status(db: LearningDatabase) -> DatabaseStatus:
     async with db.connection() as connection:
         row = await connection.fetchrow(STATUS_SQL)
         failed = await _failed_refreshes(connection)
-    freshness = await db.view_freshness()
+    freshness = await db.view_freshness(consistency="primary")  # the refresh job's own state
     views = [_view(view, failed.get(view["view_name"])) for view in freshness]
     database = DatabaseInfo(
         name=row["name"],

@@ -50,6 +50,8 @@ class BulkLoadStats:
     index_seconds: float = 0.0
     analyze_seconds: float = 0.0
     indexes: list[str] = field(default_factory=list)
+    moved_rows: int = 0
+    """Rows moved from the default partition into partitions created for them."""
 
     @property
     def total_seconds(self) -> float:
@@ -148,12 +150,16 @@ async def bulk_load(
 
     Keep batches at a few tens of thousands of rows: each is one transaction, and without
     the index one of 20,000 rows takes about a second. ``embeddings`` may be ``None`` for a
-    batch (the model embeds it)."""
+    batch (the model embeds it). Rows older than the oldest partition are moved out of the
+    default partition after each batch (:func:`orb_learning.partitions.place_history`)."""
+    from .partitions import place_history
+
     async with deferred_vector_index(
         db, maintenance_work_mem=maintenance_work_mem, parallel_workers=parallel_workers
     ) as stats:
         for records, embeddings in batches:
             stats.rows += await db.store_executions(records, embeddings=embeddings)
+            stats.moved_rows += await place_history(db)
     return stats
 
 

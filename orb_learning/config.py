@@ -177,7 +177,7 @@ class Settings:
             overrides["redact_secrets"] = _bool_env("REDACT_SECRETS")
         if "otlp_max_body_bytes" not in overrides and env.get(f"{ENV_PREFIX}OTLP_MAX_BODY_BYTES"):
             overrides["otlp_max_body_bytes"] = _int_env("OTLP_MAX_BODY_BYTES")
-        if not overrides.get("read_dsns") and env.get(f"{ENV_PREFIX}READ_DATABASE_URLS"):
+        if "read_dsns" not in overrides and env.get(f"{ENV_PREFIX}READ_DATABASE_URLS"):
             urls = env[f"{ENV_PREFIX}READ_DATABASE_URLS"].split(",")
             overrides["read_dsns"] = tuple(u.strip() for u in urls if u.strip())
         if "max_replica_lag" not in overrides and env.get(f"{ENV_PREFIX}MAX_REPLICA_LAG"):

@@ -1,6 +1,7 @@
 """``LearningDatabase``: the facade services use. Its pool, embedding service and lifecycle
-come from :mod:`._lifecycle`; the SQL is delegated to :mod:`._store`, :mod:`._search`,
-:mod:`._analytics` and :mod:`._recommend`.
+come from :mod:`._lifecycle`, its writes from :mod:`._writes`; the SQL is delegated to
+:mod:`._store`, :mod:`._search`, :mod:`._analytics` and :mod:`._recommend`. Reads take a
+``consistency`` (a replica's connection by default, see :mod:`._replicas`).
 """
 
 from __future__ import annotations
@@ -11,28 +12,22 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from . import (
     _analytics as analytics,
     _arguments as arguments,
-    _dead_letters as dead_letters,
-    _feedback as feedback,
     _recommend as recommending,
     _search as search,
-    _store as store,
     config,
     refresh,
 )
-from ._lifecycle import Lifecycle
-from ._replicas import Consistency, explicit_lag as replicas_lag
+from ._replicas import Consistency
+from ._writes import Writes
 from .config import Settings
 from .embeddings import Embedder
-from .errors import (
-    NotInitializedError,
-)
-from .models import ExecutionRecord, FeedbackRecord
-from .redaction import Redactor, redact_feedback, redact_record, resolve as resolve_redactor
+from .errors import ConfigurationError, NotInitializedError
+from .redaction import Redactor, resolve as resolve_redactor
 from .routing import RouteRecommendation
 from .rows import (
     PoolPerformance,
@@ -42,13 +37,10 @@ from .rows import (
     ViewFreshness,
 )
 
-if TYPE_CHECKING:
-    import numpy as np
-
 logger = logging.getLogger("orb_learning")
 
 
-class LearningDatabase(Lifecycle):
+class LearningDatabase(Writes):
     """The learning store on PostgreSQL + pgvector.
 
     Where the server comes from: ``dsn``, else ``database_path`` (the data directory of an
@@ -79,8 +71,8 @@ class LearningDatabase(Lifecycle):
         redact: Redactor | bool | None = None,
         embedder: Embedder | None = None,
         otlp_max_body_bytes: int | None = None,
-        read_dsns: Sequence[str] = (),
-        max_replica_lag: float = config.DEFAULT_MAX_REPLICA_LAG,
+        read_dsns: Sequence[str] | None = None,
+        max_replica_lag: float | None = None,
     ) -> None:
         """Each setting is a field of :class:`~orb_learning.config.Settings` (which says
         more). ``None`` takes the environment variable named there, else the default:
@@ -100,14 +92,19 @@ class LearningDatabase(Lifecycle):
             embedder: an :class:`~orb_learning.Embedder` to use instead of the model.
             otlp_max_body_bytes: the largest OTLP request ``orb-learning serve`` takes
                 (``ORB_LEARNING_OTLP_MAX_BODY_BYTES``, default 16 MiB).
-            read_dsns: streaming replicas for the reads (``ORB_LEARNING_READ_DATABASE_URLS``).
+            read_dsns: streaming replicas for the reads (``ORB_LEARNING_READ_DATABASE_URLS``;
+                ``[]``: none, whatever the environment says).
+            max_replica_lag: seconds of replay lag past which a replica is skipped
+                (``ORB_LEARNING_MAX_REPLICA_LAG``, default 30).
         """
+        if isinstance(read_dsns, str):  # one URL would be read as a list of characters
+            raise ConfigurationError("read_dsns takes a list of URLs, not one string")
         from_environment = {
             "embedding_backend": embedding_backend,
             "pool_size": pool_size,
             "otlp_max_body_bytes": otlp_max_body_bytes,
-            "read_dsns": tuple(read_dsns) or None,  # the default takes the environment
-            "max_replica_lag": replicas_lag(max_replica_lag),
+            "read_dsns": None if read_dsns is None else tuple(read_dsns),
+            "max_replica_lag": max_replica_lag,
         }
         self.settings = Settings.resolve(
             dsn,
@@ -132,7 +129,7 @@ class LearningDatabase(Lifecycle):
             exact_search_max_rows=self.settings.exact_search_max_rows,
         )
         self._estimates = search.PlannerEstimates()
-        self._routes = recommending.RouteState(self._connection)
+        self._routes = recommending.RouteState(lambda: self._reading("replica"))
         self._rng = random.Random()
 
     async def close(self) -> None:
@@ -145,71 +142,6 @@ class LearningDatabase(Lifecycle):
         """Wait for the route estimates' background refits running now: for repeatable
         evaluations (a service never needs it)."""
         await self._routes.settle()
-
-    # -- writes ------------------------------------------------------------------------
-
-    async def store_execution(
-        self, record: ExecutionRecord, *, embedding: np.ndarray | None = None
-    ) -> None:
-        """Redact secrets, embed the task description and upsert the row (same task_id: the
-        row is updated). An ``embedding`` given for a record that held a secret is
-        recomputed from the redacted text."""
-        if not isinstance(record, ExecutionRecord):
-            raise TypeError(f"store_execution takes an ExecutionRecord, got {type(record)!r}")
-        service = self._embedding_service()
-        redacted = redact_record(record, self._redactor) if self._redactor else record
-        if embedding is None or redacted is not record:
-            embedding = await service.embed_query(redacted.embedding_text())
-        vector = store.check_embedding(embedding, record.task_id)
-        async with self._connection() as connection:
-            await store.upsert_one(connection, redacted, vector)
-
-    async def store_executions(
-        self,
-        records: Sequence[store.RecordInput],
-        *,
-        embeddings: Sequence[np.ndarray] | np.ndarray | None = None,
-        skip_invalid: bool = False,
-    ) -> int:
-        """Store a batch through binary COPY and one upsert; return the rows written.
-
-        Records may be :class:`ExecutionRecord` or mappings (validated here). One invalid
-        record fails the whole call, naming its task_id, unless ``skip_invalid`` is set:
-        then it is logged and left out. Secrets are redacted first (see
-        :mod:`orb_learning.redaction`). ``embeddings`` (one per record) skips the model,
-        for imports of precomputed vectors. When a task_id appears twice, the later wins.
-        """
-        service = self._embedding_service()
-        pairs = await store.prepare_batch(
-            records,
-            embeddings,
-            skip_invalid=skip_invalid,
-            redactor=self._redactor,
-            embed=service.embed_many,
-        )
-        if not pairs:
-            return 0
-        async with self._connection() as connection:
-            return await store.upsert_many(connection, pairs)
-
-    async def store_feedback(self, record: FeedbackRecord) -> None:
-        """Store user feedback on an execution (its comment redacted); the latest feedback
-        sets the execution's ``user_rating`` and ``user_accepted``. Unknown task_id:
-        :class:`UnknownExecutionError`."""
-        if not isinstance(record, FeedbackRecord):
-            raise TypeError(f"store_feedback takes a FeedbackRecord, got {type(record)!r}")
-        if self._redactor is not None:
-            record = redact_feedback(record, self._redactor)
-        async with self._connection() as connection:
-            await feedback.store_feedback(connection, record)
-
-    async def store_dead_letters(self, letters: Sequence[dead_letters.DeadLetter]) -> int:
-        """Keep telemetry that could not become an execution in ``telemetry_dead_letters``
-        (its raw events redacted like records)."""
-        if self._redactor is not None:
-            letters = [dead_letters.redacted(letter, self._redactor) for letter in letters]
-        async with self._connection() as connection:
-            return await dead_letters.store_dead_letters(connection, letters)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -262,6 +194,7 @@ class LearningDatabase(Lifecycle):
         days_back: int | None = 90,
         log: bool = True,
         rng: random.Random | None = None,
+        consistency: Consistency = "replica",
     ) -> RouteRecommendation:
         """Which ``(model_tier, pool_type)`` should run the task, with each candidate's
         expected success (a posterior and its 90% interval), cost, duration and quality,
@@ -270,7 +203,8 @@ class LearningDatabase(Lifecycle):
         likely, or the best success minus ``cost_weight`` x cost; ``explore`` chooses by
         Thompson sampling (``rng`` makes it repeatable). ``log`` writes the recommendation
         to ``route_recommendations``; pass its ``recommendation_id`` with the execution.
-        See :mod:`orb_learning.routing`."""
+        The reads (search, analytics, the model's fit) go where ``consistency`` says, the
+        log row to the primary. See :mod:`orb_learning.routing`."""
         checked = recommending.request(
             task_description, task_type=task_type, repo=repo,
             complexity_score=complexity_score, candidates=candidates,
@@ -280,11 +214,15 @@ class LearningDatabase(Lifecycle):
         if self._redactor is not None:  # stored and searched as the descriptions were
             checked = replace(checked, task_description=self._redactor(task_description))
         query = await self._embedding_service().embed_query(checked.task_description)
-        async with self._connection() as connection:
-            return await recommending.recommend(
+        async with self._reading(consistency) as connection:
+            made = await recommending.recommend(
                 connection, query, checked, tuning=self._tuning, estimates=self._estimates,
                 state=self._routes, rng=rng or self._rng,
             )  # fmt: skip
+        if checked.log:
+            async with self._connection() as connection:
+                await recommending.log(connection, made, checked)
+        return made
 
     async def get_tier_performance(
         self,
@@ -374,10 +312,12 @@ class LearningDatabase(Lifecycle):
         self._refreshers.append(refresher)
         return refresher
 
-    async def view_freshness(self) -> list[ViewFreshness]:
+    async def view_freshness(self, *, consistency: Consistency = "replica") -> list[ViewFreshness]:
         """Per view: ``view_name``, ``watermark``, ``last_refreshed_at`` (the last
-        successful refresh, None if never), ``age`` (a timedelta) and ``rows``."""
-        async with self._connection() as connection:
+        successful refresh, None if never), ``age`` (a timedelta) and ``rows``. By default
+        from the server the analytics read (a replica's copy of the refresh log, so the
+        age includes its lag); ``consistency="primary"``: the primary's."""
+        async with self._reading(consistency) as connection:
             rows = await refresh.view_freshness(connection)
         return cast("list[ViewFreshness]", rows)
 

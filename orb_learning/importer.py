@@ -47,6 +47,7 @@ from . import _store as store, bulk
 from .config import EMBEDDING_DIMENSION
 from .errors import ConfigurationError, OrbLearningError
 from .models import ErrorType, ExecutionRecord
+from .partitions import place_history
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,6 +100,8 @@ class ImportSummary:
     index_deferred: bool = False
     index_seconds: float = 0.0
     seconds: float = 0.0
+    moved_rows: int = 0
+    """Rows moved out of the default partition into months created for them."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -161,6 +164,7 @@ async def import_duckdb(
                 summary.read += len(rows)
                 batch = [dict(zip(columns, row, strict=True)) for row in rows]
                 await _import_batch(db, batch, types, summary)
+                summary.moved_rows += await place_history(db)
                 if progress is not None:
                     progress(summary.read, total_rows)
         if deferred is not None:

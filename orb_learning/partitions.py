@@ -6,6 +6,8 @@ calls ``orb_learning_create_partitions()`` (the migration, the refresher's tick 
 ``orb-learning db partitions`` all go through it): it creates the partitions of the
 current period and ``ahead`` more, and of every period with rows in the default partition,
 moving those rows into them. :func:`list_partitions` reads ``orb_learning_partitions()``.
+:func:`place_history` is what loads of history (``bulk.bulk_load``, the DuckDB import) call
+after each batch, so that old rows get months of their own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from .errors import ArgumentError
 
 if TYPE_CHECKING:
     import asyncpg
+
+    from ._sources import ConnectionSource
 
 MAX_AHEAD = 120
 
@@ -84,3 +88,16 @@ async def list_partitions(connection: asyncpg.Connection) -> list[Partition]:
         )
         for r in rows
     ]
+
+
+async def place_history(db: ConnectionSource) -> int:
+    """Move the rows a batch of history left in the default partition into partitions of
+    their own (created for their periods); return how many moved.
+
+    Without it a bulk load of a year of history would leave eleven months in the default
+    partition: one large partition that no ``days_back`` prunes and no retention drops.
+    Only the first batch to reach a month is moved (its rows written twice); the batches
+    after it land in the month's partition directly. Nothing to move costs one call
+    (``orb_learning_create_partitions()`` finds the default partition empty)."""
+    async with db.connection() as connection:
+        return sum(p.moved_rows for p in await create_partitions(connection))

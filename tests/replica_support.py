@@ -1,5 +1,6 @@
 """A real primary and a real streaming replica from the embedded server's binaries, both on
-127.0.0.1 with free ports, run as the embedded server's user (tests run as root)."""
+127.0.0.1 with free ports, run as the embedded server's user (tests run as root). Both log
+every statement with its ``application_name``, so a test can tell where each query ran."""
 
 from __future__ import annotations
 
@@ -45,6 +46,25 @@ class Server:
     def stop(self) -> None:
         run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
+    def log_size(self) -> int:
+        return (self.data / "server.log").stat().st_size
+
+    def statements(self, since: int, application: str) -> list[str]:
+        """The statements ``application`` ran here since ``log_size()`` was ``since`` (``""``:
+        connections without a name, such as the primary's pool)."""
+        with open(self.data / "server.log", errors="replace") as log:
+            log.seek(since)
+            lines = log.read().splitlines()
+        entries: list[list[str]] = []
+        for line in lines:  # a line without the prefix continues a multi-line statement
+            if line.startswith("app=") or not entries:
+                entries.append([line])
+            else:
+                entries[-1].append(line)
+        prefix = f"app={application or '[unknown]'} LOG:  "
+        texts = ("\n".join(entry) for entry in entries)
+        return [text[len(prefix) :] for text in texts if text.startswith(prefix)]
+
 
 class Pair:
     """``primary`` and ``replica`` (``pg_basebackup -R``) under one temporary directory."""
@@ -62,6 +82,8 @@ class Pair:
         run(str(BIN / "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
         with open(self.primary.data / "postgresql.conf", "a") as conf:
             conf.write("wal_level = replica\nmax_wal_senders = 4\nfsync = off\n")
+            # Every statement, with who ran it: where each read went (the replica inherits it).
+            conf.write("log_statement = 'all'\nlog_line_prefix = 'app=%a '\n")
         with open(self.primary.data / "pg_hba.conf", "a") as hba:
             hba.write("host replication postgres 127.0.0.1/32 trust\n")
         self.primary.start()

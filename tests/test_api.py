@@ -17,7 +17,7 @@ from tests.factories import unit_vectors
 
 RENAMED = {"data_dir": "database_path", "redact_secrets": "redact"}
 FROM_ENVIRONMENT = {"dsn", "database_path", "embedding_model", "embedding_backend", "pool_size",
-                    "redact", "otlp_max_body_bytes"}  # fmt: skip
+                    "redact", "otlp_max_body_bytes", "read_dsns", "max_replica_lag"}  # fmt: skip
 
 
 def test_every_setting_is_a_typed_keyword_only_parameter_with_its_default() -> None:

@@ -64,3 +64,24 @@ def test_a_quick_run_writes_results_and_their_page(tmp_path: Path) -> None:
     assert set(part["agreement"]) == set(part["backends"]) == set(part["per_query"]["cases"])
     assert summary.markdown(measured) == (tmp_path / "RESULTS.md").read_text()
     assert "embeddings" in done.stdout and json.loads((tmp_path / "results.json").read_text())
+
+
+def test_the_partitions_part_compares_partitions_with_one_table(tmp_path: Path) -> None:
+    """A smoke run of the partitions part: the clone downgraded to one table, both searched
+    with full recall on a small level, a month dropped, the table converted back (batched:
+    over 20,000 rows) with every row."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "partitions", "--rows", "24000",
+         "--out", str(tmp_path)],
+        cwd=results.REPOSITORY, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    [level] = results.read(tmp_path / "results.json")["parts"]["partitions"]
+    assert level["partitions"]["holding_rows"] >= 12 and level["partitions"]["default_rows"] == 0
+    assert min(level["search"]["recall"].values()) >= 0.9
+    retention = level["retention"]
+    assert retention["partitions"]["partitions_dropped"] == [retention["oldest_partition"]]
+    assert retention["partitions"]["deleted"] == retention["table"]["deleted"] > 0
+    converted = level["conversion"]
+    assert converted["rows_after"] == converted["rows"] and converted["partitions"] >= 13
+    assert "partitions: search p50 ms" in done.stdout

@@ -225,3 +225,22 @@ def test_ef_search_grows_with_the_graph_within_pgvector_bounds() -> None:
     halfvec = search.SearchTuning(ef_search=100)  # the default: twice the list
     assert search._ef_search(halfvec, 40, 50_000) == 200
     assert search._ef_search(halfvec, 40, 400_000) == 400
+
+
+def test_ef_search_shrinks_with_the_graphs_a_window_spreads_over() -> None:
+    """k partitions holding the window's rows alike walk k lists: each 1/sqrt(k) as long;
+    one partition holding nearly all of them counts as one."""
+    tuning = search.SearchTuning(ef_search=100, halfvec_ef_factor=1.0)
+    assert search._ef_search(tuning, 40, 400_000, graphs=4.0) == 100
+    assert search._ef_search(tuning, 40, 400_000, graphs=100.0) == 40  # never under candidates
+    fixed = search.SearchTuning(ef_search=100, scale_ef_search=False, halfvec_ef_factor=1.0)
+    assert search._ef_search(fixed, 40, 400_000, graphs=4.0) == 100
+
+    def append(*rows: float) -> dict[str, object]:
+        return {"Node Type": "Append", "Plans": [{"Plan Rows": r} for r in rows]}
+
+    assert search._spread(append(100, 100, 100, 100)) == 4.0
+    assert search._spread(append(10_000, 1, 0, 0)) == pytest.approx(1.0, abs=0.01)
+    assert search._spread({"Node Type": "Gather", "Plans": [append(5, 5)]}) == 2.0
+    assert search._spread({"Node Type": "Seq Scan", "Plan Rows": 50}) == 1.0
+    assert search._spread(append(0, 0)) == 1.0

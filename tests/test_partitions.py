@@ -12,7 +12,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from orb_learning import FeedbackRecord, LearningDatabase, _search as search
+from orb_learning import FeedbackRecord, LearningDatabase, _search as search, bulk
 from orb_learning.errors import ArgumentError
 from orb_learning.partitions import create_partitions, list_partitions
 from tests.test_store import make_record, unit_vectors
@@ -174,6 +174,28 @@ async def test_a_search_across_partitions_is_the_global_top_k_and_prunes_by_wind
     assert f"executions_{NOW:%Y_%m}" in plan
     old_month = NOW - timedelta(days=120)
     assert f"executions_{old_month:%Y_%m}" not in plan  # pruned
+
+
+async def test_a_bulk_load_of_history_gives_its_months_partitions_of_their_own(
+    db: LearningDatabase, connection: asyncpg.Connection
+) -> None:
+    """Without the move after each batch a year of history would sit in the default
+    partition; the HNSW index is built on every month's partition at the end."""
+    records = [make_record(timestamp=NOW - timedelta(days=3 * n)) for n in range(120)]
+    batches = [(records[i : i + 40], unit_vectors(40, seed=i)) for i in range(0, 120, 40)]
+    stats = await bulk.bulk_load(db, batches)
+    assert (stats.rows, stats.moved_rows > 0) == (120, True)
+    assert await connection.fetchval("SELECT count(*) FROM executions_default") == 0
+    months = {f"executions_{r.timestamp:%Y_%m}" for r in records}
+    parts = {p.name for p in await list_partitions(connection)}
+    assert months <= parts
+    indexed = await connection.fetch(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+        "JOIN pg_class x ON x.oid = i.indexrelid "
+        "WHERE x.relname LIKE 'idx_executions_embedding_hnsw_%'"
+    )
+    assert months <= {r["relname"] for r in indexed}
+    assert await connection.fetchval("SELECT count(*) FROM executions") == 120
 
 
 async def test_retention_drops_whole_months_and_deletes_the_edge_row_by_row(

@@ -55,7 +55,7 @@ async def run(args: argparse.Namespace) -> int:
     database = LearningDatabase(args.dsn, database_path=args.data_dir, preload_model=False)
     async with database as db:
         if args.status:
-            print(render(await db.view_freshness(), _FRESHNESS))
+            print(render(await db.view_freshness(consistency="primary"), _FRESHNESS))
         elif args.install_cron:
             async with db.connection() as connection:
                 interval = args.every or timedelta(minutes=5)
