@@ -51,6 +51,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compare", type=Path, metavar="JSON", help="a previous results.json")
     parser.add_argument("--dsn", help="a server of your own instead of the embedded one")
     parser.add_argument("--out", type=Path, default=results.BENCH_DIR, help="results' folder")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the parts run in --out's results.json (noted there), keep the rest",
+    )
     args = parser.parse_args(argv)
     args.only = args.only or list(PARTS)
     if not args.rows:
@@ -61,11 +66,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     quick = args.quick
-    out = results.envelope(command)
+    out = results.merged(args.out, command, args.only) if args.merge else results.envelope(command)
     parts: dict[str, Any] = out["parts"]
+    timing = out["merged"][-1] if args.merge else out  # a merge keeps the run's own figures
     began = time.time()
     with LoadSampler() as load, server.server(args.dsn) as url:
-        out["server"] = await results.server(url)
+        timing["server"] = await results.server(url)
         reference = Reference(url)
         await reference.connect()
 
@@ -73,7 +79,7 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             started = time.time()
             figures = await measured
             figures["load_average"] = load.window(started)
-            out["seconds"] = round(time.time() - began)
+            timing["seconds"] = round(time.time() - began)
             log(f"{name}: {time.time() - started:.0f} s, load {figures['load_average']}")
             return figures
 
@@ -96,8 +102,8 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 results.write(out, args.out)
         finally:
             await reference.close()
-        out["load"]["run"] = load.window(began)
-    out["seconds"] = round(time.time() - began)
+        timing.setdefault("load", {})["run"] = load.window(began)
+    timing["seconds"] = round(time.time() - began)
     results.write(out, args.out)
     return out
 

@@ -1,24 +1,22 @@
-"""Time partitions (revision 0011) against the one table they replaced, in the same run.
+"""Time partitions (``orb-learning db partitions --convert``) against one table, the
+default, in the same run (decision 0011).
 
-The level's database, bulk-loaded at head (a month per partition, the year of history
-placed by ``bulk.bulk_load``), is cloned and the clone downgraded to revision 0010: one
-table, one HNSW graph (the downgrade is timed). Then both answer the same questions:
+The level's database (one table, bulk-loaded) is cloned and the clone converted to monthly
+partitions by :func:`orb_learning.partitions.convert_table` (the batched, resumable path:
+timed, the conversion at this level's rows). Then both answer the same questions:
 
 * **search**: the library's search function (its path choice, default tuning; the query
   embedded beforehand) for ``days_back`` 7 / 30 / 90 / all, both databases in the same
   rounds with the machine reference, recall@10 against PostgreSQL's exact top 10 of the
   window (computed once, on the table: same rows), and which plan the HNSW statement got
   on the partitions (per-partition index scans merged, or a sort of the window's rows);
-* **ingest** with the HNSW index maintained: the same rows (stamped now), binary COPY of
-  1,000 rows per transaction, alternating between the two;
-* **storage** per row, indexes included (``execution_keys`` apart);
-* **retention of the oldest month**: on the partitions the library's retention with its
-  Parquet archive (the month's partition detached and dropped, the edge day deleted row by
-  row, then its reclaim); on the table the same rows deleted in batches of 5,000 (no
-  archive: a head start) and the reclaim it then needs (``reclaim.after_delete``: a
-  rebuild of the HNSW index at these shares);
-* **conversion**: last, the table converted back to partitions by ``alembic upgrade``
-  (the batched, resumable path above 20,000 rows), timed.
+* **ingest** with the HNSW index maintained: the same rows (stamped now) through
+  ``store_executions`` in calls of 1,000, alternating between the two;
+* **storage** per row, indexes included (``execution_keys`` apart: both have it);
+* **retention of the oldest month**: the library's retention with its Parquet archive on
+  both: on the partitions the month's partition detached and dropped (the edge day deleted
+  row by row), on the table the rows deleted in batches and the reclaim that follows (a
+  rebuild of the HNSW index at these shares).
 """
 
 from __future__ import annotations
@@ -28,8 +26,6 @@ import math
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,25 +33,21 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from orb_learning import _codecs, _search as search, bulk, migrations, reclaim, retention
-from orb_learning._store import WRITE_COLUMNS, row_of
-from orb_learning.partitions import list_partitions
+from orb_learning import _codecs, _search as search
+from orb_learning._partition_routines import leaves
+from orb_learning.partitions import convert_table, list_partitions
 
 from . import server
-from .data import Level
+from .data import Level, open_db
 from .timing import Reference, log, rounds, timed
 
 WINDOWS: dict[str, int | None] = {"7 days": 7, "30 days": 30, "90 days": 90, "all": None}
-FLAT_REVISION = "0010"
-DELETE_BATCH = 5_000
 EXACT_SQL = (
     "SELECT task_id FROM executions WHERE embedding IS NOT NULL {window} "
     "ORDER BY embedding <=> $1, task_id LIMIT 10"
 )
 WINDOW_SQL = 'AND "timestamp" >= now() - make_interval(hours => 24 * $2)'
-FLAT_ROWS = "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'executions'::regclass"
-LEAF_BYTES = """SELECT coalesce(sum(pg_total_relation_size(relid)), 0)
-FROM pg_partition_tree('executions') WHERE isleaf"""
+LEAF_BYTES = f"SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM ({leaves()}) t"
 
 
 @dataclass(frozen=True)
@@ -70,28 +62,6 @@ class Parameters:
 QUICK = Parameters(calls=20, budget=2.0, ingest_rows=1_000, min_rows=1_000)
 
 
-class FlatEstimates(search.PlannerEstimates):
-    """The planner's figures on the one table of revision 0010, as that revision read them
-    (``pg_partition_tree`` lists nothing for a table that is not partitioned)."""
-
-    async def table_rows(self, connection: asyncpg.Connection) -> float:
-        return await self._cached(connection, "table", lambda: (FLAT_ROWS,))
-
-    async def graph_rows(self, connection: asyncpg.Connection) -> float:
-        return await self.table_rows(connection)
-
-
-class Source:
-    """A connection source (what retention and reclaim take) over one plain connection."""
-
-    def __init__(self, connection: asyncpg.Connection) -> None:
-        self._connection = connection
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        yield self._connection
-
-
 async def connect(url: str) -> asyncpg.Connection:
     connection = await asyncpg.connect(url, command_timeout=86_400)
     await _codecs.init_connection(connection)
@@ -103,16 +73,14 @@ async def measure(
 ) -> dict[str, Any]:
     """The whole comparison at ``level`` (its database is changed: run it last), on the
     server whose maintenance database is at ``maintenance``."""
-    flat_name = f"orb_bench_flat_{uuid.uuid4().hex[:8]}"
+    parts_name = f"orb_bench_parts_{uuid.uuid4().hex[:8]}"
     out: dict[str, Any] = {"rows": level.rows}
-    log(f"[{level.rows:,}] partitions: the one-table clone (downgrade to {FLAT_REVISION})")
-    out["clone_seconds"] = await server.clone(maintenance, level.url, flat_name)
-    flat_url = server.with_database(maintenance, flat_name)
+    log(f"[{level.rows:,}] partitions: a clone of the table, converted")
+    out["clone_seconds"] = await server.clone(maintenance, level.url, parts_name)
+    parts_url = server.with_database(maintenance, parts_name)
     try:
-        started = time.perf_counter()
-        await migrations.downgrade(flat_url, FLAT_REVISION)
-        out["downgrade_seconds"] = round(time.perf_counter() - started, 1)
-        flat, parts = await connect(flat_url), await connect(level.url)
+        out["conversion"] = await _conversion(parts_url)
+        flat, parts = await connect(level.url), await connect(parts_url)
         try:
             for connection in (flat, parts):
                 await connection.execute("VACUUM (ANALYZE) executions")
@@ -123,17 +91,15 @@ async def measure(
             log(f"[{level.rows:,}] partitions: search, both in the same rounds")
             out["search"] = await _search(flat, parts, level, exact, reference, p)
             out["plans"] = await _plans(parts, level.queries[0])
-            log(f"[{level.rows:,}] partitions: ingest")
-            out["ingest"] = await _ingest(flat, parts, level, reference, p)
-            log(f"[{level.rows:,}] partitions: retention of the oldest month")
-            out["retention"] = await _retention(flat, parts, reference)
         finally:
             await flat.close()
             await parts.close()
-        log(f"[{level.rows:,}] partitions: converting the table (upgrade to head)")
-        out["conversion"] = await _conversion(flat_url)
+        log(f"[{level.rows:,}] partitions: ingest")
+        out["ingest"] = await _ingest(level.url, parts_url, level, reference, p)
+        log(f"[{level.rows:,}] partitions: retention of the oldest month")
+        out["retention"] = await _retention(level.url, parts_url, level, reference)
     finally:
-        await server.drop(maintenance, flat_name)
+        await server.drop(maintenance, parts_name)
     return out
 
 
@@ -152,13 +118,13 @@ async def _partition_rows(parts: asyncpg.Connection) -> dict[str, Any]:
 
 async def _storage(flat: asyncpg.Connection, parts: asyncpg.Connection) -> dict[str, Any]:
     rows = await flat.fetchval("SELECT count(*) FROM executions")
-    table = await flat.fetchval("SELECT pg_total_relation_size('executions')")
-    leaves = await parts.fetchval(LEAF_BYTES)
+    table = await flat.fetchval(LEAF_BYTES)
+    partitioned = await parts.fetchval(LEAF_BYTES)
     keys = await parts.fetchval("SELECT pg_total_relation_size('execution_keys')")
     return {
         "rows": rows,
         "table_bytes_per_row": round(table / rows),
-        "partitions_bytes_per_row": round(leaves / rows),
+        "partitions_bytes_per_row": round(partitioned / rows),
         "execution_keys_bytes_per_row": round(keys / rows),
     }
 
@@ -181,11 +147,8 @@ async def _exact_answers(flat: asyncpg.Connection, queries: np.ndarray) -> Answe
     return out
 
 
-def _searcher(
-    connection: asyncpg.Connection, queries: np.ndarray, days: int | None, flat: bool
-) -> Any:
-    estimates = FlatEstimates() if flat else search.PlannerEstimates()
-    tuning = search.SearchTuning()
+def _searcher(connection: asyncpg.Connection, queries: np.ndarray, days: int | None) -> Any:
+    estimates, tuning = search.PlannerEstimates(), search.SearchTuning()
     pick = itertools.cycle(range(len(queries)))
 
     async def call(index: int | None = None) -> list[dict[str, Any]]:
@@ -207,7 +170,7 @@ async def _search(
     p: Parameters,
 ) -> dict[str, Any]:
     calls = {
-        f"{kind}, {case}": _searcher(connection, level.queries, days, kind == "table")
+        f"{kind}, {case}": _searcher(connection, level.queries, days)
         for case, days in WINDOWS.items()
         for kind, connection in (("table", flat), ("partitions", parts))
     }
@@ -243,25 +206,21 @@ async def _plans(parts: asyncpg.Connection, query: np.ndarray) -> dict[str, dict
 
 
 async def _ingest(
-    flat: asyncpg.Connection,
-    parts: asyncpg.Connection,
-    level: Level,
-    reference: Reference,
-    p: Parameters,
+    flat_url: str, parts_url: str, level: Level, reference: Reference, p: Parameters
 ) -> dict[str, Any]:
     seconds = {"table": 0.0, "partitions": 0.0}
-    for start in range(0, p.ingest_rows, 1_000):
-        records, vectors = level.generator.live_tail(min(1_000, p.ingest_rows - start))
-        rows = [row_of(r, v) for r, v in zip(records, vectors, strict=True)]
-        for kind, connection in (("table", flat), ("partitions", parts)):
+    async with (
+        open_db(flat_url, level.queries) as flat,
+        open_db(parts_url, level.queries) as parts,
+    ):
+        for start in range(0, p.ingest_rows, 1_000):
+            records, vectors = level.generator.live_tail(min(1_000, p.ingest_rows - start))
+            for kind, db in (("table", flat), ("partitions", parts)):
 
-            async def write(c: asyncpg.Connection = connection, r: list[Any] = rows) -> None:
-                async with c.transaction():
-                    await c.copy_records_to_table(
-                        "executions", records=r, columns=list(WRITE_COLUMNS)
-                    )
+                async def write(d: Any = db, r: Any = records, v: Any = vectors) -> None:
+                    await d.store_executions(r, embeddings=v)
 
-            seconds[kind] += await timed(write) / 1000
+                seconds[kind] += await timed(write) / 1000
     return {
         "rows": p.ingest_rows,
         "rows_per_second": {k: round(p.ingest_rows / s, 1) for k, s in seconds.items()},
@@ -270,94 +229,66 @@ async def _ingest(
 
 
 async def _retention(
-    flat: asyncpg.Connection, parts: asyncpg.Connection, reference: Reference
+    flat_url: str, parts_url: str, level: Level, reference: Reference
 ) -> dict[str, Any]:
-    listed = [p for p in await list_partitions(parts) if not p.is_default and p.rows_estimate]
-    oldest_end = listed[0].range_end
+    """The library's retention of the oldest month on both, each with its archive."""
+    async with open_db(parts_url, level.queries) as parts, parts.connection() as connection:
+        listed = [p for p in await list_partitions(connection) if p.rows_estimate]
+    oldest = next(p for p in listed if not p.is_default)
+    oldest_end = oldest.range_end
     assert oldest_end is not None
     days = math.floor((datetime.now(UTC) - oldest_end).total_seconds() / 86_400)
-    out: dict[str, Any] = {"days_to_keep": days, "oldest_partition": listed[0].name}
-    with tempfile.TemporaryDirectory(prefix="orb-bench-archive-") as archive:
-        started = time.perf_counter()
-        result = await retention.cleanup_old_executions(Source(parts), days, archive)
-        out["partitions"] = {
-            "seconds": round(time.perf_counter() - started, 2),
+    out: dict[str, Any] = {"days_to_keep": days, "oldest_partition": oldest.name}
+    for kind, url in (("partitions", parts_url), ("table", flat_url)):
+        async with open_db(url, level.queries, command_timeout=86_400) as db:
+            async with db.connection() as connection:
+                rows = await connection.fetchval("SELECT count(*) FROM executions")
+            with tempfile.TemporaryDirectory(prefix="orb-bench-archive-") as archive:
+                started = time.perf_counter()
+                result = await db.cleanup_old_executions(days, archive)
+                seconds = time.perf_counter() - started
+        reclaimed = result["reclaimed"] or {}
+        rebuild, vacuum = (
+            reclaimed.get("rebuild_seconds", 0.0),
+            reclaimed.get("vacuum_seconds", 0.0),
+        )
+        out[kind] = {
+            "seconds": round(seconds, 2),
             "deleted": result["deleted_count"],
             "archived": result["archived_count"],
+            "share": round(result["deleted_count"] / max(rows, 1), 4),
             "partitions_dropped": result["partitions_dropped"],
             "partition_rows": result["partition_rows"],
-            "reclaim": result["reclaimed"],
+            "delete_seconds": round(seconds - rebuild - vacuum, 2),
+            "rebuilt_index": bool(reclaimed.get("rebuilt_index")),
+            "rebuild_seconds": round(rebuild, 2),
+            "vacuum_seconds": round(vacuum, 2),
         }
-    table_rows = await flat.fetchval("SELECT count(*) FROM executions")
-    started, deleted = time.perf_counter(), 0
-    while count := await _delete_batch(flat, days):
-        deleted += count
-    delete_seconds = time.perf_counter() - started
-    work = await _flat_reclaim(flat, deleted, table_rows)
-    out["table"] = {
-        "delete_seconds": round(delete_seconds, 2),
-        "deleted": deleted,
-        **work,
-        "seconds": round(delete_seconds + work["rebuild_seconds"] + work["vacuum_seconds"], 2),
-    }
     out["reference"] = await reference.burst()
     return out
 
 
-async def _flat_reclaim(flat: asyncpg.Connection, deleted: int, table_rows: int) -> dict[str, Any]:
-    """What retention's reclaim did on the one table (revision 0010): a concurrent rebuild of
-    the HNSW index when the rule says so, then VACUUM (ANALYZE)."""
-    index_bytes = await flat.fetchval("SELECT pg_relation_size($1::regclass)", bulk.VECTOR_INDEX)
-    memory = await flat.fetchval("SELECT pg_size_bytes('2GB')")
-    rebuild = reclaim.should_rebuild(
-        deleted, table_rows, index_bytes=index_bytes, memory_bytes=memory
-    )
-    started = time.perf_counter()
-    if rebuild:
-        await reclaim.rebuild_vector_index(flat, maintenance_work_mem="2GB", parallel_workers=2)
-    rebuilt = time.perf_counter() - started
-    started = time.perf_counter()
-    await flat.execute("VACUUM (ANALYZE) executions")
-    return {
-        "share": round(deleted / max(table_rows, 1), 4),
-        "rebuilt_index": rebuild,
-        "rebuild_seconds": round(rebuilt, 2),
-        "vacuum_seconds": round(time.perf_counter() - started, 2),
-    }
-
-
-async def _delete_batch(flat: asyncpg.Connection, days: int) -> int:
-    """Oldest first, as retention deletes: one transaction of at most 5,000 rows."""
-    status: str = await flat.execute(
-        "DELETE FROM executions WHERE task_id IN (SELECT task_id FROM executions "
-        'WHERE "timestamp" < now() - make_interval(days => $1) '
-        'ORDER BY "timestamp" LIMIT $2)',
-        days,
-        DELETE_BATCH,
-    )
-    return int(status.split()[-1])
-
-
-async def _conversion(flat_url: str) -> dict[str, Any]:
-    connection = await asyncpg.connect(flat_url)
+async def _conversion(url: str) -> dict[str, Any]:
+    connection = await asyncpg.connect(url)
     try:
         rows = await connection.fetchval("SELECT count(*) FROM executions")
     finally:
         await connection.close()
     started = time.perf_counter()
-    await migrations.upgrade(flat_url)
+    converted = await convert_table(url)
     seconds = time.perf_counter() - started
-    connection = await asyncpg.connect(flat_url)
+    connection = await asyncpg.connect(url)
     try:
-        converted = await connection.fetchval("SELECT count(*) FROM executions")
+        after = await connection.fetchval("SELECT count(*) FROM executions")
         leaves = await connection.fetchval(
             "SELECT count(*) FROM pg_partition_tree('executions') WHERE isleaf"
         )
     finally:
         await connection.close()
+    assert converted, "the clone was partitioned already"
     return {
         "rows": rows,
-        "rows_after": converted,
+        "rows_after": after,
         "partitions": leaves,
         "seconds": round(seconds, 1),
         "rows_per_second": round(rows / seconds),

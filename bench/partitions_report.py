@@ -39,7 +39,7 @@ def lines(level: dict[str, Any]) -> Iterator[Line]:
     )
     kept = level["retention"]
     yield (
-        "partitions: retention of the oldest month s, one table (delete + reclaim) / partitions",
+        "partitions: retention of the oldest month s, one table / partitions (archive included)",
         f"{ms(kept['table']['seconds'])} / {ms(kept['partitions']['seconds'])}",
         kept["partitions"]["seconds"],
         _ref(kept),
@@ -54,9 +54,8 @@ def lines(level: dict[str, Any]) -> Iterator[Line]:
     )
     converted = level["conversion"]
     yield (
-        "partitions: conversion of the table s (rows/s); the downgrade s",
-        f"{ms(converted['seconds'])} ({count(converted['rows_per_second'])}); "
-        f"{ms(level['downgrade_seconds'])}",
+        "partitions: conversion of the table s (rows/s), db partitions --convert",
+        f"{ms(converted['seconds'])} ({count(converted['rows_per_second'])})",
         converted["seconds"],
         None,
     )
@@ -91,10 +90,11 @@ def table(level: dict[str, Any]) -> Table:
 def _retention_text(kept: dict[str, Any]) -> str:
     parts, flat = kept["partitions"], kept["table"]
     return (
-        f"on the partitions {ms(parts['seconds'])} s for {count(parts['deleted'])} rows "
+        f"the library's retention with its Parquet archive; on the partitions "
+        f"{ms(parts['seconds'])} s for {count(parts['deleted'])} rows "
         f"({', '.join(parts['partitions_dropped']) or 'no partition'} dropped with "
-        f"{count(parts['partition_rows'])} rows, the rest deleted row by row; archived to "
-        f"Parquet); on the one table {ms(flat['seconds'])} s: delete {ms(flat['delete_seconds'])}"
-        f" s ({flat['share']:.2%} of the rows, no archive), HNSW rebuild "
-        f"{ms(flat['rebuild_seconds'])} s, VACUUM {ms(flat['vacuum_seconds'])} s."
+        f"{count(parts['partition_rows'])} rows, the rest deleted row by row, VACUUM "
+        f"{ms(parts['vacuum_seconds'])} s); on the one table {ms(flat['seconds'])} s: delete and "
+        f"archive {ms(flat['delete_seconds'])} s ({flat['share']:.2%} of the rows), HNSW "
+        f"rebuild {ms(flat['rebuild_seconds'])} s, VACUUM {ms(flat['vacuum_seconds'])} s."
     )

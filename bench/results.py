@@ -44,6 +44,19 @@ def envelope(command: str) -> dict[str, Any]:
     }
 
 
+def merged(out: Path, command: str, parts: list[str]) -> dict[str, Any]:
+    """The results in ``out`` with ``parts`` taken out, to be measured again by
+    ``command``; the merge is noted under ``merged`` (when, the command, the library, the
+    machine), and the run's own envelope stays the first run's."""
+    kept = read(out / "results.json")
+    for name in parts:
+        kept["parts"].pop(name, None)
+    note = envelope(command)
+    del note["parts"], note["schema"]
+    kept.setdefault("merged", []).append({"parts": parts, **note})
+    return kept
+
+
 def _first(path: str, prefix: str) -> str:
     try:
         with open(path) as lines:

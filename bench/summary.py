@@ -333,6 +333,7 @@ def header(results: dict[str, Any]) -> list[str]:
         f"{srv.get('postgresql')} with pgvector {srv.get('pgvector')} ({settings}). "
         f"1-minute load average over the run: {load.get('min')}-{load.get('max')} "
         f"(median {load.get('median')}); per part: {_loads(results['parts'])}.",
+        *_merges(results),
         "",
         "Medians (p50) and ratios of figures measured in the same rounds. The machine "
         f"reference (`{REFERENCE_SQL}`) is timed in the same rounds as the figures beside "
@@ -341,6 +342,21 @@ def header(results: dict[str, Any]) -> list[str]:
         "--compare OLD.json`, not by their absolute figures alone.",
         "",
     ]
+
+
+def _merges(results: dict[str, Any]) -> list[str]:
+    """A line per later run merged in (``--merge``): its parts came from it, not the run."""
+    lines = []
+    for merge in results.get("merged", []):
+        lib, load = merge["library"], merge.get("load", {}).get("run", {})
+        changes = ", with uncommitted changes" if lib["uncommitted_changes"] else ""
+        lines += [
+            "",
+            f"Merged in later: {', '.join(merge['parts'])} from `{merge['command']}`, "
+            f"{merge['generated_at']}, {merge.get('seconds', 0) / 60:.0f} minutes, at commit "
+            f"{lib['commit']}{changes} (load average {load.get('min')}-{load.get('max')}).",
+        ]
+    return lines
 
 
 def markdown(results: dict[str, Any]) -> str:

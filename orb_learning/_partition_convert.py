@@ -1,4 +1,8 @@
-"""Revision 0011's conversion of ``executions`` into monthly partitions, step by step.
+"""The conversion of ``executions`` into monthly partitions, step by step (decision 0011).
+
+A deployment asks for it (``orb-learning db partitions --convert``,
+:func:`orb_learning.partitions.convert_table`) on a database at revision 0011 or later,
+whose ``executions`` is one table with ``execution_keys`` already kept by its triggers.
 
 The rows are copied into a shadow table (``executions_partitioned``) in committed batches
 while the old table stays in service: a statement trigger on it records every task_id
@@ -6,11 +10,13 @@ written, changed or deleted meanwhile (``executions_conversion_changes``), and a
 ``batch_rows`` rows in task_id order, so an interrupted upgrade resumes after the last
 batch that committed. The indexes are then built on the shadow (the HNSW graphs one per
 partition, each from its rows at once), and one short transaction under an ACCESS
-EXCLUSIVE lock copies the recorded rows again, swaps the tables, fills ``execution_keys``
-and recreates what depended on the old table (views, triggers, the feedback key, grants).
+EXCLUSIVE lock copies the recorded rows again, swaps the tables and recreates what
+depended on the old table (views, triggers, grants); ``execution_keys`` and the feedback
+that references it are not touched (the old table's triggers kept the keys meanwhile).
 
-Functions take an SQLAlchemy connection (the migration's); every statement is a constant
-of this module or built from catalog names the server quotes, never from input.
+Functions take an SQLAlchemy connection (the migration's, or the conversion's in
+autocommit); every statement is a constant of this module or built from catalog names the
+server quotes, never from input.
 """
 
 from __future__ import annotations
@@ -156,13 +162,22 @@ _CHANGE_TRIGGERS = statement_triggers(
 )
 
 
-def _ddl(bind: Connection, statement: str) -> None:
+def ddl(bind: Connection, statement: str) -> None:
     """A statement of this module, sent as it is (no bind parameters: a literal's colons
     stay colons); written out by ``alembic upgrade --sql``, which has no connection."""
-    if context.is_offline_mode():
+    if _offline():
         op.execute(text(statement.replace(":", "\\:")))
     else:
         bind.exec_driver_sql(statement)
+
+
+def _offline() -> bool:
+    """Whether ``alembic upgrade --sql`` is writing the statements out (no connection);
+    False outside a migration (the conversion command)."""
+    try:
+        return bool(context.is_offline_mode())
+    except (NameError, AttributeError):  # alembic's proxy: no migration is running
+        return False
 
 
 def is_partitioned(bind: Connection) -> bool:
@@ -180,7 +195,7 @@ def row_count(bind: Connection) -> int:
 def prepare(bind: Connection) -> None:
     """The shadow table, its partitions (every month holding rows, and three ahead), the
     change log on the old table, and the old indexes renamed out of the way (idempotent)."""
-    _ddl(
+    ddl(
         bind,
         (
             f"CREATE TABLE IF NOT EXISTS {SHADOW} (LIKE executions INCLUDING DEFAULTS "
@@ -188,21 +203,21 @@ def prepare(bind: Connection) -> None:
             'PARTITION BY RANGE ("timestamp")'
         ),
     )
-    _ddl(
+    ddl(
         bind,
         (f"CREATE TABLE IF NOT EXISTS {routines.DEFAULT_PARTITION} PARTITION OF {SHADOW} DEFAULT"),
     )
-    _ddl(bind, MONTH_PARTITIONS)
-    _ddl(bind, (f"CREATE TABLE IF NOT EXISTS {CHANGES} (task_id uuid PRIMARY KEY)"))
-    _ddl(bind, (history_marks.in_current_schema(_CHANGES_FUNCTION)))
+    ddl(bind, MONTH_PARTITIONS)
+    ddl(bind, (f"CREATE TABLE IF NOT EXISTS {CHANGES} (task_id uuid PRIMARY KEY)"))
+    ddl(bind, (history_marks.in_current_schema(_CHANGES_FUNCTION)))
     for trigger in _CHANGE_TRIGGERS:
-        _ddl(bind, trigger)
+        ddl(bind, trigger)
     _free_names(bind)
 
 
 def _free_names(bind: Connection) -> None:
     """Rename the old table's indexes (and its key) so the shadow's can take their names."""
-    _ddl(bind, FREE_NAMES)
+    ddl(bind, FREE_NAMES)
 
 
 def copy_batches(bind: Connection) -> int:
@@ -242,6 +257,14 @@ def copy_batches(bind: Connection) -> int:
         )
 
 
+def copy_phase(bind: Connection) -> None:
+    """Everything before the swap, on a connection in autocommit (each statement commits
+    by itself, so that an interruption keeps the batches done)."""
+    prepare(bind)
+    copy_batches(bind)
+    build_indexes(bind)
+
+
 def build_indexes(bind: Connection) -> None:
     """The shadow's primary key and indexes (each built per partition by PostgreSQL; an
     index a resumed run finds built is kept)."""
@@ -253,14 +276,14 @@ def build_indexes(bind: Connection) -> None:
     ]
     for number, statement in enumerate(steps, 1):
         logger.info("executions -> partitions: index %d of %d", number, len(steps))
-        _ddl(bind, MEMORY)
-        _ddl(bind, statement)
-    _ddl(bind, "RESET maintenance_work_mem")
+        ddl(bind, MEMORY)
+        ddl(bind, statement)
+    ddl(bind, "RESET maintenance_work_mem")
 
 
 def copy_all(bind: Connection) -> None:
     """The rows not yet in the shadow, in one statement (a small table, or ``--sql``)."""
-    _ddl(
+    ddl(
         bind,
         f"INSERT INTO {SHADOW} SELECT * FROM executions e "
         f"WHERE NOT EXISTS (SELECT 1 FROM {SHADOW} s WHERE s.task_id = e.task_id)",
@@ -270,54 +293,45 @@ def copy_all(bind: Connection) -> None:
 def swap(bind: Connection) -> None:
     """Under an ACCESS EXCLUSIVE lock on the old table: copy the rows changed since the copy
     began again, drop the old table and what depended on it, and put the shadow in place."""
-    _ddl(bind, "LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
-    _ddl(bind, f"DELETE FROM {SHADOW} s USING {CHANGES} c WHERE s.task_id = c.task_id")
-    _ddl(
-        bind, f"INSERT INTO {SHADOW} SELECT e.* FROM executions e JOIN {CHANGES} c USING (task_id)"
-    )
+    ddl(bind, "LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
+    ddl(bind, f"DELETE FROM {SHADOW} s USING {CHANGES} c WHERE s.task_id = c.task_id")
+    ddl(bind, f"INSERT INTO {SHADOW} SELECT e.* FROM executions e JOIN {CHANGES} c USING (task_id)")
     save_grants(bind)
     drop_views(bind)
-    _ddl(bind, "DROP TABLE executions CASCADE")
-    _ddl(bind, f"DROP TABLE {CHANGES}")
-    _ddl(bind, f"DROP FUNCTION {CHANGES_FUNCTION}()")
-    _ddl(bind, f"ALTER TABLE {SHADOW} RENAME TO executions")
-    _ddl(bind, "ANALYZE executions")
-    create_keys(bind)
-    _ddl(
-        bind,
-        "ALTER TABLE feedback ADD CONSTRAINT fk_feedback_task_id_execution_keys "
-        "FOREIGN KEY (task_id) REFERENCES execution_keys (task_id) ON DELETE CASCADE",
-    )
+    ddl(bind, "DROP TABLE executions CASCADE")
+    ddl(bind, f"DROP TABLE {CHANGES}")
+    ddl(bind, f"DROP FUNCTION {CHANGES_FUNCTION}()")
+    ddl(bind, f"ALTER TABLE {SHADOW} RENAME TO executions")
+    ddl(bind, "ANALYZE executions")
     finish(bind)
 
 
+KEYS_FOREIGN_KEY = routines.KEYS_FOREIGN_KEY
+COMMENTS = routines.EXECUTIONS_COMMENTS_V1
+
+
 def create_keys(bind: Connection) -> None:
-    _ddl(
-        bind,
-        f"CREATE TABLE {routines.KEYS_TABLE} (task_id uuid NOT NULL, "
-        '"timestamp" timestamptz NOT NULL)',
-    )
-    _ddl(bind, f'INSERT INTO {routines.KEYS_TABLE} SELECT task_id, "timestamp" FROM executions')
-    for statement in (
-        f"ALTER TABLE {routines.KEYS_TABLE} ADD CONSTRAINT pk_{routines.KEYS_TABLE} "
-        "PRIMARY KEY (task_id)",
-        f'CREATE INDEX idx_{routines.KEYS_TABLE}_timestamp ON {routines.KEYS_TABLE} ("timestamp")',
-        f"COMMENT ON TABLE {routines.KEYS_TABLE} IS 'One row per execution: keeps task_id "
-        "unique across the partitions of executions (a partitioned table''s keys must include "
-        "the partition key), kept by the statement triggers of executions; feedback references "
-        "it.'",
-        f"COMMENT ON COLUMN {routines.KEYS_TABLE}.task_id IS 'A task_id stored in executions'",
-        f"COMMENT ON COLUMN {routines.KEYS_TABLE}.\"timestamp\" IS 'Its execution''s "
-        "timestamp: the partition holding it'",
-    ):
-        _ddl(bind, statement)
+    """``execution_keys``, filled from the rows of ``executions`` (revision 0011)."""
+    for statement in routines.KEYS_TABLE_V1:
+        ddl(bind, statement)
 
 
 def finish(bind: Connection) -> None:
     """Comments, routines, triggers, views and grants of the partitioned table."""
     for statement in COMMENTS:
-        _ddl(bind, statement)
-    _ddl(
+        ddl(bind, statement)
+    install_routines(bind)
+    ddl(bind, routines.NAME_ALL_INDEXES)
+    for trigger in (*history_marks.HISTORY_TRIGGERS_V1, *routines.KEY_TRIGGERS_V1):
+        ddl(bind, trigger)
+    create_views(bind)
+    ddl(bind, RESTORE_GRANTS)
+    ddl(bind, KEY_GRANTS)
+
+
+def install_routines(bind: Connection) -> None:
+    """The key triggers' function and the partition functions (CREATE OR REPLACE)."""
+    ddl(
         bind,
         history_marks.in_current_schema(
             routines.TRACK_TASK_IDS_V1,
@@ -330,27 +344,21 @@ def finish(bind: Connection) -> None:
             routines.REVOKE_CREATE_FROM_PUBLIC,
         ),
     )
-    _ddl(bind, routines.NAME_ALL_INDEXES)
-    for trigger in (*history_marks.HISTORY_TRIGGERS_V1, *routines.KEY_TRIGGERS_V1):
-        _ddl(bind, trigger)
-    create_views(bind)
-    _ddl(bind, RESTORE_GRANTS)
-    _ddl(bind, KEY_GRANTS)
 
 
 def save_grants(bind: Connection) -> None:
     """What other roles hold on the table and its views, kept for :data:`RESTORE_GRANTS`
     in a temporary table (read on the server, so that ``--sql`` output does it too)."""
     names = ", ".join(f"'{name}'" for name in ("executions", *_DEPENDENTS))
-    _ddl(bind, SAVE_GRANTS.format(names=names))
+    ddl(bind, SAVE_GRANTS.format(names=names))
 
 
 def drop_views(bind: Connection) -> None:
     """Every view of :data:`_VIEWS` and the outcomes view, as what it is (a plain or a
     materialized view), decided on the server."""
     names = ", ".join(f"'{view.name}'" for view in reversed(_VIEWS))
-    _ddl(bind, route_log.DROP_OUTCOMES_V1)
-    _ddl(
+    ddl(bind, route_log.DROP_OUTCOMES_V1)
+    ddl(
         bind,
         f"""DO $drop$
 DECLARE
@@ -372,18 +380,6 @@ $drop$""",
 def create_views(bind: Connection) -> None:
     for view in _VIEWS:
         for statement in view.create_statements():
-            _ddl(bind, statement)
-    _ddl(bind, route_log.OUTCOMES_V1)
-    _ddl(bind, route_log.OUTCOMES_V1_COMMENT)
-
-
-COMMENTS = (
-    "COMMENT ON TABLE executions IS 'One row per task execution routed by the orchestrator: "
-    "what the task was, which tier and pool ran it, and how it went. Written by orb-learning "
-    "(upsert by task_id). Range-partitioned by timestamp (revision 0011, "
-    "orb_learning_create_partitions()).'",
-    "COMMENT ON COLUMN executions.task_id IS 'Task identifier (UUID), the upsert key: unique "
-    "across the partitions (execution_keys)'",
-    'COMMENT ON COLUMN executions."timestamp" IS \'When the task ran (timestamptz, UTC in the '
-    "API); the partition key'",
-)
+            ddl(bind, statement)
+    ddl(bind, route_log.OUTCOMES_V1)
+    ddl(bind, route_log.OUTCOMES_V1_COMMENT)

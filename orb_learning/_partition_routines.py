@@ -1,6 +1,8 @@
 """The routines of the time partitions (revision 0011), versioned like the views.
 
-``executions`` is range-partitioned by ``timestamp``. A partitioned table's primary key
+``executions`` is one table by default and range-partitioned by ``timestamp`` once a
+deployment converts it (:func:`orb_learning.partitions.convert_table`, decision 0011); the
+keys and their triggers are the same in both shapes. A partitioned table's primary key
 must include the partition key, so ``(task_id, timestamp)`` is the key PostgreSQL checks;
 task_id's own uniqueness is kept by ``execution_keys`` (one row per execution) and the
 statement triggers here, for every writer (the library's upsert, an import, psql):
@@ -39,6 +41,18 @@ CREATE_FUNCTION = "orb_learning_create_partitions"
 LIST_FUNCTION = "orb_learning_partitions"
 PERIODS = ("day", "week", "month")
 DEFAULT_AHEAD = 3
+
+
+def leaves(relation: str = "'executions'") -> str:
+    """SQL listing the relations holding the rows of ``relation`` (SQL yielding a regclass:
+    a table or an index): its leaf partitions, or itself when it is not partitioned, since
+    ``pg_partition_tree`` lists nothing for a plain table or index."""
+    return (
+        f"SELECT relid FROM pg_partition_tree({relation}) WHERE isleaf UNION ALL "
+        f"SELECT ({relation})::regclass WHERE (SELECT relkind FROM pg_class "
+        f"WHERE oid = ({relation})::regclass) IN ('r', 'i')"
+    )
+
 
 TRACK_TASK_IDS_V1 = f"""\
 CREATE OR REPLACE FUNCTION %1$I.{TRACK_FUNCTION}() RETURNS trigger
@@ -178,6 +192,10 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = concat('every must be day, week or month, not ', quote_literal(unit));
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table
+                   WHERE partrelid = '%1$I.executions'::regclass) THEN
+        RETURN;  -- one table (the default): nothing to create until it is converted
+    END IF;
     PERFORM pg_advisory_xact_lock({PARTITION_LOCK_KEY});
     IF unit IS NULL THEN
         SELECT p.period INTO unit FROM %1$I.{LIST_FUNCTION}() p
@@ -240,4 +258,33 @@ REVOKE_CREATE_FROM_PUBLIC = (
 DROP_PARTITION_FUNCTIONS_V1 = (
     f"DROP FUNCTION IF EXISTS {CREATE_FUNCTION}(integer, text)",
     f"DROP FUNCTION IF EXISTS {LIST_FUNCTION}()",
+)
+
+KEYS_TABLE_V1 = (
+    f'CREATE TABLE {KEYS_TABLE} (task_id uuid NOT NULL, "timestamp" timestamptz NOT NULL)',
+    f'INSERT INTO {KEYS_TABLE} SELECT task_id, "timestamp" FROM executions',
+    f"ALTER TABLE {KEYS_TABLE} ADD CONSTRAINT pk_{KEYS_TABLE} PRIMARY KEY (task_id)",
+    f'CREATE INDEX idx_{KEYS_TABLE}_timestamp ON {KEYS_TABLE} ("timestamp")',
+    f"COMMENT ON TABLE {KEYS_TABLE} IS 'One row per execution: keeps task_id "
+    "unique across the partitions of executions (a partitioned table''s keys must include "
+    "the partition key), kept by the statement triggers of executions; feedback references "
+    "it.'",
+    f"COMMENT ON COLUMN {KEYS_TABLE}.task_id IS 'A task_id stored in executions'",
+    f"COMMENT ON COLUMN {KEYS_TABLE}.\"timestamp\" IS 'Its execution''s "
+    "timestamp: the partition holding it'",
+)
+"""``execution_keys`` as revision 0011 creates it, filled from the rows."""
+KEYS_FOREIGN_KEY = (
+    "ALTER TABLE feedback ADD CONSTRAINT fk_feedback_task_id_execution_keys "
+    "FOREIGN KEY (task_id) REFERENCES execution_keys (task_id) ON DELETE CASCADE"
+)
+EXECUTIONS_COMMENTS_V1 = (
+    "COMMENT ON TABLE executions IS 'One row per task execution routed by the orchestrator: "
+    "what the task was, which tier and pool ran it, and how it went. Written by orb-learning "
+    "(upsert by task_id). One table, or range-partitioned by timestamp once converted "
+    "(orb-learning db partitions --convert).'",
+    "COMMENT ON COLUMN executions.task_id IS 'Task identifier (UUID), the upsert key: kept "
+    "unique by execution_keys, across partitions too'",
+    'COMMENT ON COLUMN executions."timestamp" IS \'When the task ran (timestamptz, UTC in the '
+    "API); the partition key once partitioned'",
 )

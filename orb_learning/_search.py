@@ -41,6 +41,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._partition_routines import leaves
 from ._store import RECORD_COLUMNS
 
 if TYPE_CHECKING:
@@ -119,9 +120,9 @@ def _count_sql(filters: str) -> str:
     return f"EXPLAIN (FORMAT JSON) SELECT 1 FROM executions WHERE {filters}"
 
 
-# The partitions' figures (revision 0011): the parent has none of its own. Every partition
+# The partitions' figures (a partitioned parent has none; one table is its own). Every partition
 # has its own HNSW graph, so the largest one is what a search's ef_search must cover.
-_LEAVES = "FROM pg_partition_tree('executions') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
+_LEAVES = f"FROM pg_class c WHERE c.oid IN ({leaves()})"
 TABLE_ROWS = f"SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) {_LEAVES}"
 GRAPH_ROWS = f"SELECT coalesce(max(c.reltuples), 0) {_LEAVES}"
 EXACT_ROWS_PER_ROOT = 14.0

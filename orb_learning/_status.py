@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from . import migrations
 from ._catalog import PUBLIC_ROLLUPS, PUBLIC_VIEWS
+from ._partition_routines import leaves
 
 if TYPE_CHECKING:
     import asyncpg
@@ -91,12 +92,12 @@ class DatabaseStatus(BaseModel):
 
 
 TABLES = ("executions", "feedback", "route_recommendations", "telemetry_dead_letters")
-STATUS_SQL = """\
+STATUS_SQL = f"""\
 SELECT now() AS checked_at,
        current_database() AS name,
        pg_database_size(current_database()) AS database_bytes,
-       (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('executions')
-        WHERE isleaf) AS executions_bytes,  -- the partitions'
+       (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM ({leaves()}) t)
+           AS executions_bytes,  -- the partitions' when partitioned
        current_setting('server_version') AS server_version,
        (SELECT version_num FROM alembic_version) AS schema_version,
        (SELECT count(*) FROM feedback) AS feedback,

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._partition_routines import NAME_ALL_INDEXES
+from ._partition_routines import NAME_ALL_INDEXES, leaves
 from .errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ async def prewarm(db: ConnectionSource, *, table: bool = False) -> dict[str, int
             if present:
                 blocks[relation] = await connection.fetchval(
                     "SELECT coalesce(sum(pg_prewarm(relid)), 0)::bigint "
-                    "FROM pg_partition_tree($1::regclass) WHERE isleaf",  # every partition's
+                    f"FROM ({leaves('$1::regclass')}) t",  # every partition's
                     relation,
                     timeout=NO_TIMEOUT,
                 )

@@ -1,13 +1,15 @@
 """The time partitions of ``executions`` (revision 0011), from Python.
 
-``executions`` is partitioned by ``timestamp``, a month per partition by default, with a
-default partition so that no insert ever fails for want of one. :func:`create_partitions`
-calls ``orb_learning_create_partitions()`` (the migration, the refresher's tick and
-``orb-learning db partitions`` all go through it): it creates the partitions of the
-current period and ``ahead`` more, and of every period with rows in the default partition,
-moving those rows into them. :func:`list_partitions` reads ``orb_learning_partitions()``.
-:func:`place_history` is what loads of history (``bulk.bulk_load``, the DuckDB import) call
-after each batch, so that old rows get months of their own.
+``executions`` is one table unless a deployment converts it (:func:`convert_table`,
+decision 0011); then it is partitioned by ``timestamp``, a month per partition by default,
+with a default partition so that no insert ever fails for want of one.
+:func:`create_partitions` calls ``orb_learning_create_partitions()`` (the refresher's tick
+and ``orb-learning db partitions`` go through it; on one table it creates nothing): it
+creates the partitions of the current period and ``ahead`` more, and of every period with
+rows in the default partition, moving those rows into them. :func:`list_partitions` reads
+``orb_learning_partitions()``. :func:`place_history` is what loads of history
+(``bulk.bulk_load``, the DuckDB import) call after each batch, so that old rows get months
+of their own.
 """
 
 from __future__ import annotations
@@ -101,3 +103,38 @@ async def place_history(db: ConnectionSource) -> int:
     (``orb_learning_create_partitions()`` finds the default partition empty)."""
     async with db.connection() as connection:
         return sum(p.moved_rows for p in await create_partitions(connection))
+
+
+async def convert_table(dsn: str) -> bool:
+    """Partition ``executions`` by month, online (:mod:`orb_learning._partition_convert`):
+    the rows are copied into the partitions in committed batches while the table stays in
+    service, then one short transaction swaps the tables. Interrupted, a second call goes
+    on after the last batch. False when the table is partitioned already. Needs the
+    database at this library's head revision, as the tables' owner."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from . import _partition_convert as convert, migrations
+    from .dsn import server_settings, sqlalchemy_url
+    from .errors import driver_error, translate
+
+    await migrations.check_revision(dsn)
+    engine = create_async_engine(
+        sqlalchemy_url(dsn), connect_args={"server_settings": server_settings(dsn)}
+    )
+    try:
+        async with engine.connect() as connection:
+            if await connection.run_sync(convert.is_partitioned):
+                return False
+        async with engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.run_sync(convert.copy_phase)
+        async with engine.begin() as connection:
+            await connection.run_sync(convert.swap)
+        return True
+    except Exception as exc:
+        cause = driver_error(exc)
+        if cause is None:
+            raise
+        raise translate(cause) from exc
+    finally:
+        await engine.dispose()

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import bulk
+from ._partition_routines import leaves
 from .bulk import NO_TIMEOUT, VECTOR_INDEX
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ REBUILD_FRACTION = 0.01
 REFERENCE_ROWS = 100_000
 GRAPH_MARGIN = 1.1
 """The graph in memory takes about what the index takes on disk: 10% to spare."""
-LEFTOVERS = """\
+LEFTOVERS = f"""\
 SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('executions'))
+WHERE i.indrelid IN ({leaves()})
   AND NOT i.indisvalid AND c.relname LIKE $1"""
 RESET_SETTINGS = "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers"
 # The partitions in scope ($3: their names; NULL for all) with their HNSW index and sizes.
@@ -51,12 +52,11 @@ SELECT t.relid::regclass::text AS partition, x.indexrelid::regclass::text AS vec
        greatest(c.reltuples, 0)::bigint AS table_rows,
        coalesce(pg_relation_size(x.indexrelid), 0) AS index_bytes,
        pg_size_bytes($2) AS memory_bytes
-FROM pg_partition_tree('executions') t
+FROM ({leaves}) t
 JOIN pg_class c ON c.oid = t.relid
-LEFT JOIN pg_index x ON x.indrelid = t.relid AND x.indexrelid IN (
-    SELECT relid FROM pg_partition_tree(to_regclass($1)))
-WHERE t.isleaf AND ($3::text[] IS NULL OR t.relid::regclass::text = ANY($3::text[]))
-ORDER BY 1"""
+LEFT JOIN pg_index x ON x.indrelid = t.relid AND x.indexrelid IN ({index_leaves})
+WHERE $3::text[] IS NULL OR t.relid::regclass::text = ANY($3::text[])
+ORDER BY 1""".format(leaves=leaves(), index_leaves=leaves("to_regclass($1)"))
 
 
 @dataclass

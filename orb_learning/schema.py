@@ -70,14 +70,15 @@ executions = Table(
         "task_id",
         Uuid,
         primary_key=True,
-        comment="Task identifier (UUID), the upsert key: unique across the partitions "
-        "(execution_keys)",
+        comment="Task identifier (UUID), the upsert key: kept unique by execution_keys, "
+        "across partitions too",
     ),
     Column(
         "timestamp",
         DateTime(timezone=True),
         primary_key=True,
-        comment="When the task ran (timestamptz, UTC in the API); the partition key",
+        comment="When the task ran (timestamptz, UTC in the API); the partition key once "
+        "partitioned",
     ),
     Column("task_type", Text, nullable=False, comment="Kind of task: refactor, test, review..."),
     Column("task_description", Text, nullable=False, comment="The task in natural language"),
@@ -160,9 +161,9 @@ executions = Table(
     comment=(
         "One row per task execution routed by the orchestrator: what the task was, which "
         "tier and pool ran it, and how it went. Written by orb-learning (upsert by task_id). "
-        "Range-partitioned by timestamp (revision 0011, orb_learning_create_partitions())."
+        "One table, or range-partitioned by timestamp once converted (orb-learning db "
+        "partitions --convert)."
     ),
-    postgresql_partition_by='RANGE ("timestamp")',
 )
 
 Index(

@@ -1,11 +1,15 @@
-"""Time partitions (revision 0011): task_id stays unique across partitions, under concurrency
-and whoever writes; the default partition catches what no partition covers and
-``create_partitions`` moves it out; searches across partitions answer the global top k."""
+"""Time partitions (revision 0011, on request): task_id stays unique across partitions, under
+concurrency and whoever writes; the default partition catches what no partition covers and
+``create_partitions`` moves it out; searches across partitions answer the global top k; the
+conversion of one table is batched, resumable and undone by the downgrade.
+
+Every test here runs on a database converted by ``convert_table`` (``database_url`` below)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -14,10 +18,20 @@ import pytest
 
 from orb_learning import FeedbackRecord, LearningDatabase, _search as search, bulk
 from orb_learning.errors import ArgumentError
-from orb_learning.partitions import create_partitions, list_partitions
+from orb_learning.partitions import convert_table, create_partitions, list_partitions
+from tests.conftest import fresh_database
 from tests.test_store import make_record, unit_vectors
 
 NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+async def database_url(server_url: str, template_url: str) -> AsyncIterator[str]:
+    """A migrated database whose executions is partitioned (``db partitions --convert``)."""
+    async with fresh_database(server_url) as url:
+        assert await convert_table(url)
+        assert not await convert_table(url)  # a second call finds it done
+        yield url
 
 
 async def where(connection: asyncpg.Connection, task_id: uuid.UUID) -> list[tuple[str, datetime]]:
@@ -212,9 +226,14 @@ async def test_retention_drops_whole_months_and_deletes_the_edge_row_by_row(
     await create_partitions(connection)
     old = next(r for r in records if r.timestamp < NOW - timedelta(days=100))
     await db.store_feedback(FeedbackRecord(task_id=old.task_id, feedback_type="rating", rating=5))
+    current = f"idx_executions_embedding_hnsw_{NOW:%Y_%m}"
+    filenode = "SELECT pg_relation_filenode(to_regclass($1))"  # a rebuilt index: new files
+    current_before = await connection.fetchval(filenode, current)
     retention = Retention(db, days_to_keep=100, archive_path=tmp_path)
     planned = await retention.plan()
     result = await retention.run()
+    assert result.reclaimed is not None and result.reclaimed.deleted_rows > 0
+    assert await connection.fetchval(filenode, current) == current_before  # not in scope
     assert result.partitions_dropped == planned.partitions_dropped
     assert result.partitions_dropped  # at least one month wholly before the cutoff
     gone = [r for r in records if r.timestamp < retention.cutoff]
@@ -235,35 +254,41 @@ async def test_retention_drops_whole_months_and_deletes_the_edge_row_by_row(
     )
 
 
-async def test_an_existing_table_is_converted_in_batches_and_the_downgrade_restores_it(
+async def test_revision_0011_keeps_one_table_and_a_conversion_partitions_it_in_batches(
     empty_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Revision 0010 with rows and feedback, then 0011 in batches of 7 (the batched,
-    committed path of a large table), then back to 0010."""
+    """Revision 0010 with rows and feedback; 0011 in place (one table, its keys filled);
+    the conversion in batches of 7 (the committed path of a large table); the downgrade
+    from partitions (rows copied back); 0011 again, and its in-place downgrade."""
     from orb_learning import _partition_convert as convert, migrations
 
     url = empty_database_url
     await migrations.upgrade(url, "0010")
     connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(
-            'INSERT INTO executions (task_id, "timestamp", task_type, task_description, repo, '
-            "model_tier, pool_type, routing_confidence, success, duration_seconds, "
-            "cost_estimate, actual_cost) SELECT gen_random_uuid(), "
-            "now() - make_interval(days => 9 * g), 't', 'd', 'r', 'm', 'p', 0.5, true, 1, 0, 0 "
-            "FROM generate_series(0, 39) g"
+
+    async def shape() -> str:
+        kind: str = await connection.fetchval(
+            "SELECT relkind::text FROM pg_class WHERE oid = 'executions'::regclass"
         )
+        return kind
+
+    try:
+        await _insert_0010_rows(connection, 40)
         rated = await connection.fetchval("SELECT task_id FROM executions LIMIT 1")
         await connection.execute(
             'INSERT INTO feedback (feedback_id, task_id, "timestamp", feedback_type, rating) '
             "VALUES (gen_random_uuid(), $1, now(), 'rating', 4)",
             rated,
         )
-        monkeypatch.setattr(convert, "BATCH_ROWS", 7)
         await migrations.upgrade(url)
-        assert await connection.fetchval(
-            "SELECT relkind::text FROM pg_class WHERE oid = 'executions'::regclass"
-        ) == "p"  # fmt: skip
+        assert await shape() == "r"
+        assert await connection.fetchval("SELECT count(*) FROM execution_keys") == 40
+        assert await connection.fetchval("SELECT count(*) FROM feedback") == 1
+        assert await create_partitions(connection) == []  # one table: nothing to create
+
+        monkeypatch.setattr(convert, "BATCH_ROWS", 7)
+        assert await convert_table(url)
+        assert await shape() == "p"
         assert await connection.fetchval("SELECT count(*) FROM executions") == 40
         assert await connection.fetchval("SELECT count(*) FROM execution_keys") == 40
         assert await connection.fetchval("SELECT count(*) FROM feedback") == 1
@@ -278,13 +303,100 @@ async def test_an_existing_table_is_converted_in_batches_and_the_downgrade_resto
         assert await connection.fetchval("SELECT count(*) FROM feedback") == 0  # cascaded
 
         await migrations.downgrade(url, "0010")
+        assert await shape() == "r"
+        assert await connection.fetchval("SELECT count(*) FROM executions") == 39
+        assert await connection.fetchval("SELECT to_regclass('execution_keys')") is None
+        await migrations.upgrade(url)
+        assert await connection.fetchval("SELECT count(*) FROM execution_keys") == 39
+        await migrations.downgrade(url, "0010")  # in place, from one table
+        assert await shape() == "r"
+        assert await connection.fetchval("SELECT to_regclass('execution_keys')") is None
+        assert await connection.fetchval(
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_feedback_task_id_executions'"
+        ) == 1  # fmt: skip
+    finally:
+        await connection.close()
+
+
+async def _insert_0010_rows(connection: asyncpg.Connection, rows: int) -> None:
+    """``rows`` executions nine days apart, as revision 0010's columns take them."""
+    await connection.execute(
+        'INSERT INTO executions (task_id, "timestamp", task_type, task_description, repo, '
+        "model_tier, pool_type, routing_confidence, success, duration_seconds, "
+        "cost_estimate, actual_cost) SELECT gen_random_uuid(), "
+        "now() - make_interval(days => 9 * g), 't', 'd', 'r', 'm', 'p', 0.5, true, 1, 0, 0 "
+        "FROM generate_series(0, $1 - 1) g",
+        rows,
+    )
+
+
+class KilledAfter:
+    """The conversion's logger, raising as a killed process would stop after ``batches``
+    committed batches (it logs once per batch)."""
+
+    def __init__(self, batches: int) -> None:
+        self.left = batches
+
+    def info(self, message: str, *args: object) -> None:
+        if "rows copied" in message:
+            self.left -= 1
+            if self.left <= 0:
+                raise RuntimeError("killed mid-conversion")
+
+
+async def test_an_interrupted_conversion_resumes_after_its_last_batch_with_later_writes(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after two committed batches, the old table still serves reads and writes;
+    the next conversion copies only the rest, and the writes made meanwhile (a new row, a
+    changed row already copied, a deleted one) are what the partitioned table holds."""
+    import logging
+
+    from orb_learning import _partition_convert as convert, migrations
+
+    url = empty_database_url
+    await migrations.upgrade(url, "0010")
+    connection = await asyncpg.connect(url)
+    try:
+        await _insert_0010_rows(connection, 30)
+        await migrations.upgrade(url)
+        monkeypatch.setattr(convert, "BATCH_ROWS", 7)
+        monkeypatch.setattr(convert, "logger", KilledAfter(2))
+        with pytest.raises(RuntimeError, match="killed mid-conversion"):
+            await convert_table(url)
         assert await connection.fetchval(
             "SELECT relkind::text FROM pg_class WHERE oid = 'executions'::regclass"
         ) == "r"  # fmt: skip
-        assert await connection.fetchval("SELECT count(*) FROM executions") == 39
-        assert await connection.fetchval("SELECT to_regclass('execution_keys')") is None
-        await migrations.upgrade(url)  # and up again, in one transaction (39 > 7: batches)
-        assert await connection.fetchval("SELECT count(*) FROM execution_keys") == 39
+        assert await connection.fetchval("SELECT count(*) FROM executions_partitioned") == 14
+        copied = await connection.fetchval(
+            "SELECT task_id FROM executions_partitioned ORDER BY task_id LIMIT 1"
+        )
+        gone = await connection.fetchval(
+            "SELECT task_id FROM executions_partitioned ORDER BY task_id DESC LIMIT 1"
+        )
+        await connection.execute("UPDATE executions SET repo = 'moved' WHERE task_id = $1", copied)
+        await connection.execute("DELETE FROM executions WHERE task_id = $1", gone)
+        await connection.execute(
+            'INSERT INTO executions (task_id, "timestamp", task_type, task_description, repo, '
+            "model_tier, pool_type, routing_confidence, success, duration_seconds, "
+            "cost_estimate, actual_cost) VALUES (gen_random_uuid(), now(), 't', 'd', 'late', "
+            "'m', 'p', 0.5, true, 1, 0, 0)"
+        )
+        monkeypatch.setattr(convert, "logger", logging.getLogger("alembic.orb_learning.partitions"))
+        assert await convert_table(url)
+        assert await connection.fetchval(
+            "SELECT relkind::text FROM pg_class WHERE oid = 'executions'::regclass"
+        ) == "p"  # fmt: skip
+        assert await connection.fetchval("SELECT count(*) FROM executions") == 30
+        assert await connection.fetchval("SELECT count(*) FROM execution_keys") == 30
+        assert await connection.fetchval(
+            "SELECT repo FROM executions WHERE task_id = $1", copied
+        ) == "moved"  # fmt: skip
+        assert not await connection.fetchval(
+            "SELECT count(*) FROM executions WHERE task_id = $1", gone
+        )
+        assert await connection.fetchval("SELECT count(*) FROM executions WHERE repo = 'late'") == 1
+        assert await connection.fetchval("SELECT to_regclass('executions_partitioned')") is None
     finally:
         await connection.close()
 

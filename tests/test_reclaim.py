@@ -21,12 +21,9 @@ from orb_learning.retention import Retention
 from tests.test_bulk import index_state
 from tests.test_store import make_record, unit_vectors
 
-INDEX_OID = "SELECT pg_relation_filenode(to_regclass($1))"  # a rebuilt index: new files
-MONTH = f"executions_{datetime.now(UTC):%Y_%m}"  # the partition the rows stored now land in
-LEAF = f"{VECTOR_INDEX}_{MONTH.removeprefix('executions_')}"  # its HNSW index
-OLD_LEAF = f"{VECTOR_INDEX}_default"  # rows 200 days back: no partition that far back
+INDEX_OID = "SELECT to_regclass($1)::oid"
 WALK = "SELECT task_id FROM executions ORDER BY embedding <=> $1::halfvec LIMIT 100000"
-LAST_VACUUM = f"SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = '{MONTH}'"
+LAST_VACUUM = "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'executions'"
 
 
 async def store(db: LearningDatabase, count: int, *, seed: int, days_ago: int = 0) -> list[str]:
@@ -74,13 +71,13 @@ async def test_a_rebuild_replaces_the_index_with_one_over_the_live_rows(
     kept = await store(db, 600, seed=1)
     doomed = await store(db, 400, seed=2)
     await connection.execute("DELETE FROM executions WHERE task_id = ANY($1::uuid[])", doomed)
-    before = await connection.fetchval(INDEX_OID, LEAF)
+    before = await connection.fetchval(INDEX_OID, VECTOR_INDEX)
 
     outcome = await reclaim.after_delete(db, deleted_rows=len(doomed), maintenance_work_mem="64MB")
 
     assert outcome.rebuilt_index and outcome.deleted_rows == 400
     assert outcome.rebuild_seconds > 0 and outcome.vacuum_seconds > 0
-    assert await connection.fetchval(INDEX_OID, LEAF) != before
+    assert await connection.fetchval(INDEX_OID, VECTOR_INDEX) != before
     state = await index_state(connection)
     assert state is not None and state["indisvalid"] and state["indisready"]
     assert await hnsw_ids(connection) == set(kept)
@@ -94,12 +91,12 @@ async def test_a_small_delete_is_only_vacuumed(
     await connection.execute("ANALYZE executions")  # the planner's count: 1,000 rows
     gone = kept.pop()
     await connection.execute("DELETE FROM executions WHERE task_id = $1::uuid", gone)
-    before = await connection.fetchval(INDEX_OID, LEAF)
+    before = await connection.fetchval(INDEX_OID, VECTOR_INDEX)
 
     outcome = await reclaim.after_delete(db, deleted_rows=1)
 
     assert not outcome.rebuilt_index and outcome.table_rows == 1_000
-    assert await connection.fetchval(INDEX_OID, LEAF) == before
+    assert await connection.fetchval(INDEX_OID, VECTOR_INDEX) == before
     assert await hnsw_ids(connection) == set(kept)
     assert await connection.fetchval(LAST_VACUUM) is not None
 
@@ -129,9 +126,11 @@ async def test_the_leftover_of_a_failed_rebuild_is_dropped_first(
     db: LearningDatabase, connection: asyncpg.Connection
 ) -> None:
     await store(db, 20, seed=5)
-    leftover = f"{LEAF}_ccnew"
+    leftover = f"{VECTOR_INDEX}_ccnew"
     with pytest.raises(asyncpg.UniqueViolationError):  # fails, leaving an invalid index
-        await connection.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {leftover} ON {MONTH} (repo)")
+        await connection.execute(
+            f"CREATE UNIQUE INDEX CONCURRENTLY {leftover} ON executions (repo)"
+        )
     assert await connection.fetchval("SELECT to_regclass($1)", leftover) is not None
 
     outcome = await reclaim.after_delete(db, deleted_rows=0, rebuild=True)
@@ -157,7 +156,7 @@ async def test_retention_rebuilds_after_a_large_purge_and_can_leave_it_to_autova
     recent = await store(db, 300, seed=7, days_ago=1)
     await store(db, 100, seed=8, days_ago=200)
     await connection.execute("ANALYZE executions")
-    before = await connection.fetchval(INDEX_OID, OLD_LEAF)
+    before = await connection.fetchval(INDEX_OID, VECTOR_INDEX)
 
     untouched = await Retention(db, days_to_keep=300, batch_size=40).run()
     assert untouched.deleted_count == 0 and untouched.reclaimed is None
@@ -166,7 +165,7 @@ async def test_retention_rebuilds_after_a_large_purge_and_can_leave_it_to_autova
 
     assert result.deleted_count == 100 and result.reclaimed is not None
     assert result.reclaimed.rebuilt_index and result.to_dict()["reclaimed"]["rebuilt_index"]
-    assert await connection.fetchval(INDEX_OID, OLD_LEAF) != before
+    assert await connection.fetchval(INDEX_OID, VECTOR_INDEX) != before
     assert await hnsw_ids(connection) == set(recent)
 
     await store(db, 10, seed=9, days_ago=200)
@@ -185,33 +184,31 @@ async def test_the_commands(
 ) -> None:
     kept = await store(db, 200, seed=10, days_ago=1)
     await store(db, 50, seed=11, days_ago=200)
-    before = await connection.fetchval(INDEX_OID, OLD_LEAF)
-    month_before = await connection.fetchval(INDEX_OID, LEAF)
+    before = await connection.fetchval(INDEX_OID, VECTOR_INDEX)
 
     purge = run_cli(database_url, "retention", "--keep-days", "90")
     assert purge.returncode == 0, purge.stderr
     assert "Deleted 50 executions" in purge.stdout
     assert "Rebuilt the HNSW index in" in purge.stdout and "vacuumed the table" in purge.stdout
-    rebuilt = await connection.fetchval(INDEX_OID, OLD_LEAF)
-    assert rebuilt != before  # the partition the rows were deleted from, and only it
-    assert await connection.fetchval(INDEX_OID, LEAF) == month_before
+    rebuilt = await connection.fetchval(INDEX_OID, VECTOR_INDEX)
+    assert rebuilt != before
 
     vacuum = run_cli(database_url, "db", "vacuum")
     assert vacuum.returncode == 0, vacuum.stderr
     assert vacuum.stdout.startswith("Vacuumed the table in")
-    assert await connection.fetchval(INDEX_OID, OLD_LEAF) == rebuilt
+    assert await connection.fetchval(INDEX_OID, VECTOR_INDEX) == rebuilt
 
     full = run_cli(database_url, "db", "vacuum", "--rebuild-index")
     assert full.returncode == 0, full.stderr
     assert "Rebuilt the HNSW index" in full.stdout
-    assert await connection.fetchval(INDEX_OID, OLD_LEAF) != rebuilt
+    assert await connection.fetchval(INDEX_OID, VECTOR_INDEX) != rebuilt
     assert await hnsw_ids(connection) == set(kept)
     assert np.isfinite(float(purge.stdout.split("index in ")[1].split(" s")[0]))
 
-    after_full = await connection.fetchval(INDEX_OID, OLD_LEAF)
+    after_full = await connection.fetchval(INDEX_OID, VECTOR_INDEX)
     await store(db, 50, seed=12, days_ago=200)
     skipped = run_cli(database_url, "retention", "--keep-days", "90", "--no-reclaim")
     assert skipped.returncode == 0, skipped.stderr
     assert "Deleted 50 executions" in skipped.stdout and "vacuumed" not in skipped.stdout
-    assert await connection.fetchval(INDEX_OID, OLD_LEAF) == after_full  # not rebuilt
+    assert await connection.fetchval(INDEX_OID, VECTOR_INDEX) == after_full  # not rebuilt
     assert await hnsw_ids(connection) == set(kept)

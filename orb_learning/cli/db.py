@@ -34,10 +34,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     partitions = actions.add_parser(
         "partitions",
-        help="create the time partitions missing and list them",
-        description="Create the partitions of executions for the current period and AHEAD "
-        "more, and for every period with rows in the default partition (moving them), then "
-        "list the partitions. The refresher does this on every tick.",
+        help="partition executions by month (--convert), create the partitions missing, list them",
+        description="With --convert, partition executions by month, online (the rows are "
+        "copied in committed batches, resumable; then one short swap): executions is one "
+        "table until then. Then create the partitions for the current period and AHEAD more, "
+        "and for every period with rows in the default partition (moving them), and list "
+        "them. The refresher creates partitions on every tick.",
+    )
+    partitions.add_argument(
+        "--convert", action="store_true", help="partition executions first (decision 0011)"
     )
     partitions.add_argument(
         "--ahead", type=int, default=3, help="periods to create ahead of the current one"
@@ -85,8 +90,10 @@ async def run(args: argparse.Namespace) -> int:
 async def _partitions(args: argparse.Namespace, dsn: str) -> None:
     import asyncpg
 
-    from ..partitions import create_partitions, list_partitions
+    from ..partitions import convert_table, create_partitions, list_partitions
 
+    if args.convert and await convert_table(dsn) and not args.json:
+        print("executions is now partitioned by month")
     connection = await asyncpg.connect(dsn)
     try:
         created = await create_partitions(connection, ahead=args.ahead, every=args.every)
@@ -115,6 +122,9 @@ async def _partitions(args: argparse.Namespace, dsn: str) -> None:
         }
         for p in listed
     ]
+    if not rows:
+        print("executions is one table: `orb-learning db partitions --convert` partitions it")
+        return
     show(args, rows, ["partition", "from", "to", "period", "rows (estimate)"])
 
 

@@ -174,19 +174,19 @@ SELECT (SELECT count(*) FROM executions) AS executions,
        (SELECT count(*) FROM telemetry_dead_letters) AS dead_letters,
        (SELECT min("timestamp") FROM executions) AS first_execution,
        (SELECT max("timestamp") FROM executions) AS last_execution,
-       (SELECT sum(pg_table_size(relid)) FROM pg_partition_tree('executions') WHERE isleaf)
-           AS table_bytes,  -- the partitions' (the parent holds no rows)
-       (SELECT sum(pg_indexes_size(relid)) FROM pg_partition_tree('executions') WHERE isleaf)
-           AS index_bytes,
-       (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('executions')
-        WHERE isleaf) AS total_bytes,
+       (SELECT sum(pg_table_size(relid)) FROM ({leaves}) t)
+           AS table_bytes,  -- the partitions' when partitioned (the parent holds no rows)
+       (SELECT sum(pg_indexes_size(relid)) FROM ({leaves}) t) AS index_bytes,
+       (SELECT sum(pg_total_relation_size(relid)) FROM ({leaves}) t) AS total_bytes,
        pg_database_size(current_database()) AS database_bytes"""
 
 
 async def _stats(args: argparse.Namespace) -> int:
+    from .._partition_routines import leaves
+
     async with open_database(args) as db:
         async with db.connection() as connection:
-            totals = dict(await connection.fetchrow(STATS_SQL))
+            totals = dict(await connection.fetchrow(STATS_SQL.format(leaves=leaves())))
         freshness = await db.view_freshness()
     if args.json:
         show_json({**totals, "views": freshness})
