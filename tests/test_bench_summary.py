@@ -22,7 +22,10 @@ def test_the_committed_page_is_the_committed_results_rendered() -> None:
 
 def test_the_committed_run_holds_every_part_with_its_reference() -> None:
     parts = results.read(COMMITTED)["parts"]
-    assert set(parts) == {"search", "analytics", "routing", "embeddings", "telemetry"}
+    assert set(parts) == {"search", "analytics", "routing", "embeddings", "telemetry", "partitions"}
+    [partitioned] = parts["partitions"]  # merged in from a later run (noted under "merged")
+    assert partitioned["rows"] == 1_000_000 and partitioned["search"]["reference"]["p50"] > 0
+    assert ["partitions"] in [m["parts"] for m in results.read(COMMITTED)["merged"]]
     for name in ("search", "analytics"):
         assert {level["rows"] for level in parts[name]} >= {1_000, 100_000}
     for level in parts["search"]:
