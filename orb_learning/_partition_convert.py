@@ -317,16 +317,15 @@ def create_keys(bind: Connection) -> None:
 
 
 def finish(bind: Connection) -> None:
-    """Comments, routines, triggers, views and grants of the partitioned table."""
-    for statement in COMMENTS:
+    """Comments, index names, triggers, views and grants of the partitioned table (the
+    routines and ``execution_keys`` with its grants are revision 0011's, untouched)."""
+    for statement in COMMENTS:  # the table's own comment is not copied by LIKE
         ddl(bind, statement)
-    install_routines(bind)
     ddl(bind, routines.NAME_ALL_INDEXES)
     for trigger in (*history_marks.HISTORY_TRIGGERS_V1, *routines.KEY_TRIGGERS_V1):
         ddl(bind, trigger)
     create_views(bind)
     ddl(bind, RESTORE_GRANTS)
-    ddl(bind, KEY_GRANTS)
 
 
 def install_routines(bind: Connection) -> None:

@@ -6,6 +6,8 @@ Deploys run ``alembic upgrade head``; the embedded server (and callers who opt i
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +17,7 @@ from .errors import SchemaNotReadyError, driver_error, translate
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @cache
@@ -82,30 +85,38 @@ async def current_revision(dsn: str) -> str | None:
 
 async def _run(dsn: str, action: str, *args: object, **kwargs: object) -> None:
     from alembic import command
+
+    config = alembic_config(dsn)
+
+    def run(sync_connection: object) -> None:
+        config.attributes["connection"] = sync_connection
+        getattr(command, action)(config, *args, **kwargs)
+
+    # Not one transaction for all: env.py runs each revision in its own.
+    async with engine(dsn) as sqlalchemy_engine, sqlalchemy_engine.connect() as connection:
+        await connection.run_sync(run)
+        await connection.commit()
+
+
+@asynccontextmanager
+async def engine(dsn: str) -> AsyncIterator[AsyncEngine]:
+    """An SQLAlchemy engine on ``dsn`` with the library's server settings, for work done
+    through SQLAlchemy (the migrations, the partition conversion): driver errors come out
+    as the library's, and the engine is disposed of at the end."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(
+    created = create_async_engine(
         sqlalchemy_url(dsn), connect_args={"server_settings": server_settings(dsn)}
     )
     try:
-        # Not one transaction for all: env.py's runs each revision in its own, so that a
-        # revision may commit in batches (0011's conversion of a large table).
-        async with engine.connect() as connection:
-            config = alembic_config(dsn)
-
-            def run(sync_connection: object) -> None:
-                config.attributes["connection"] = sync_connection
-                getattr(command, action)(config, *args, **kwargs)
-
-            await connection.run_sync(run)
-            await connection.commit()
+        yield created
     except Exception as exc:
         cause = driver_error(exc)
         if cause is None:
             raise
         raise translate(cause) from exc
     finally:
-        await engine.dispose()
+        await created.dispose()
 
 
 async def check_revision(dsn: str) -> None:

@@ -111,17 +111,10 @@ async def convert_table(dsn: str) -> bool:
     service, then one short transaction swaps the tables. Interrupted, a second call goes
     on after the last batch. False when the table is partitioned already. Needs the
     database at this library's head revision, as the tables' owner."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from . import _partition_convert as convert, migrations
-    from .dsn import server_settings, sqlalchemy_url
-    from .errors import driver_error, translate
 
     await migrations.check_revision(dsn)
-    engine = create_async_engine(
-        sqlalchemy_url(dsn), connect_args={"server_settings": server_settings(dsn)}
-    )
-    try:
+    async with migrations.engine(dsn) as engine:
         async with engine.connect() as connection:
             if await connection.run_sync(convert.is_partitioned):
                 return False
@@ -130,11 +123,4 @@ async def convert_table(dsn: str) -> bool:
             await autocommit.run_sync(convert.copy_phase)
         async with engine.begin() as connection:
             await connection.run_sync(convert.swap)
-        return True
-    except Exception as exc:
-        cause = driver_error(exc)
-        if cause is None:
-            raise
-        raise translate(cause) from exc
-    finally:
-        await engine.dispose()
+    return True

@@ -70,16 +70,21 @@ def test_a_quick_run_writes_results_and_their_page(tmp_path: Path) -> None:
 
 
 def test_the_partitions_part_compares_partitions_with_one_table(tmp_path: Path) -> None:
-    """A smoke run of the partitions part: the clone downgraded to one table, both searched
-    with full recall on a small level, a month dropped, the table converted back (batched:
-    over 20,000 rows) with every row."""
+    """A smoke run of the partitions part, merged into a copy of the committed results: the
+    table's clone converted (batched: over 20,000 rows) with every row, both searched on a
+    small level, a month gone from both; the other parts kept, the merge noted."""
+    (tmp_path / "results.json").write_text(COMMITTED.read_text())
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--only", "partitions", "--rows", "24000",
-         "--out", str(tmp_path)],
+         "--merge", "--out", str(tmp_path)],
         cwd=results.REPOSITORY, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    [level] = results.read(tmp_path / "results.json")["parts"]["partitions"]
+    merged = results.read(tmp_path / "results.json")
+    assert set(merged["parts"]) == set(results.read(COMMITTED)["parts"])
+    assert merged["merged"][-1]["parts"] == ["partitions"]
+    assert summary.markdown(merged) == (tmp_path / "RESULTS.md").read_text()
+    [level] = merged["parts"]["partitions"]
     assert level["partitions"]["holding_rows"] >= 12 and level["partitions"]["default_rows"] == 0
     assert min(level["search"]["recall"].values()) >= 0.9
     retention = level["retention"]

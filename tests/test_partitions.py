@@ -432,3 +432,46 @@ def test_the_partitions_command_creates_moves_and_lists(database_url: str) -> No
     assert "executions_2023_05" in second.stdout and "default" in second.stdout
     bad = subprocess.run([*command, "--ahead", "-1"], env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "ahead" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_the_command_on_one_table_says_so_then_converts_it(
+    server_url: str, template_url: str
+) -> None:
+    """The default shape: nothing to list, a hint; --convert partitions it (as JSON too)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ORB_LEARNING_DATABASE_URL"}
+    async with fresh_database(server_url) as url:  # one table, as migrated
+        command = [sys.executable, "-m", "orb_learning.cli", "--dsn", url, "db", "partitions"]
+
+        def cli(*extra: str) -> subprocess.CompletedProcess[str]:
+            done = subprocess.run([*command, *extra], env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            return done
+
+        assert "executions is one table" in cli().stdout
+        assert "now partitioned by month" in cli("--convert").stdout
+        listed = json.loads(cli("--convert", "--json").stdout)["partitions"]
+        assert f"executions_{NOW:%Y_%m}" in {p["name"] for p in listed}
+
+
+async def test_an_import_of_history_gives_its_months_partitions_of_their_own(
+    db: LearningDatabase, connection: asyncpg.Connection, tmp_path: object
+) -> None:
+    """The DuckDB import (rows from late 2025, older than every partition) moves each
+    batch's strays out of the default partition as bulk loads do."""
+    from pathlib import Path
+
+    from orb_learning.importer import import_duckdb
+    from tests.test_import_duckdb import source_rows, write_duckdb
+
+    assert isinstance(tmp_path, Path)
+    rows = source_rows()
+    summary = await import_duckdb(db, write_duckdb(tmp_path / "learning.db", rows), batch_size=4)
+    assert summary.imported == 6 and summary.moved_rows > 0
+    assert await connection.fetchval("SELECT count(*) FROM executions_default") == 0
+    months = {f"executions_{r['timestamp']:%Y_%m}" for r in rows[: summary.imported]}
+    assert months <= {p.name for p in await list_partitions(connection)}
